@@ -1,0 +1,3 @@
+"""usagewatch: usage tracking and prepaid billing for a cloud communications platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from usagewatch.cli import main
+
+main()

@@ -1,0 +1,216 @@
+"""Tables (SQLAlchemy Core). The migrations create exactly these; a test compares the two.
+
+Conventions, identical on SQLite and PostgreSQL:
+- money: BIGINT micro-units, column names end in `_micros`;
+- instants: BIGINT microseconds since the Unix epoch (UTC), names end in `_at_us`;
+- account-local calendar dates: 'YYYY-MM-DD' text;
+- every domain rule the database can check is a CHECK, UNIQUE or FOREIGN KEY here.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from usagewatch.domain.ledger import EntryKind, LotKind
+from usagewatch.domain.money import AMOUNT_MICROS_MAX, BALANCE_MICROS_MAX
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT that is also SQLite's rowid alias, so autoincrement works on both engines.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _in(column: str, values: object) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)  # type: ignore[attr-defined]
+    return f"{column} IN ({quoted})"
+
+
+ACCOUNT_STATUSES = ("active", "suspended", "closed")
+KEY_ROLES = ("admin", "owner", "viewer", "platform")
+USER_ROLES = ("owner", "viewer")
+HOLD_STATUSES = ("open", "captured", "released", "expired")
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(_in("status", ACCOUNT_STATUSES), name="status"),
+    sa.CheckConstraint("length(currency) = 3", name="currency"),
+)
+
+balances = sa.Table(
+    "balances",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("paid_micros", sa.BigInteger, nullable=False),
+    sa.Column("promotional_micros", sa.BigInteger, nullable=False),
+    sa.Column("reserved_micros", sa.BigInteger, nullable=False),
+    sa.Column("overdraft_micros", sa.BigInteger, nullable=False),
+    # Soonest expiry among promotional lots with money left (may be early, never late).
+    sa.Column("next_expiry_at_us", sa.BigInteger, nullable=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("promotional_micros >= 0", name="promotional_not_negative"),
+    sa.CheckConstraint("reserved_micros >= 0", name="reserved_not_negative"),
+    sa.CheckConstraint("overdraft_micros >= 0", name="overdraft_not_negative"),
+    sa.CheckConstraint("paid_micros >= -overdraft_micros", name="paid_floor"),
+    sa.CheckConstraint(
+        f"paid_micros + promotional_micros <= {BALANCE_MICROS_MAX}", name="balance_max"
+    ),
+    sa.CheckConstraint("version >= 0", name="version"),
+)
+
+credit_lots = sa.Table(
+    "credit_lots",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount_micros", sa.BigInteger, nullable=False),
+    sa.Column("remaining_micros", sa.BigInteger, nullable=False),
+    sa.Column("held_micros", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_us", sa.BigInteger, nullable=True),
+    sa.Column("description", sa.String(500), nullable=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("created_seq", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(_in("kind", [k.value for k in LotKind]), name="kind"),
+    sa.CheckConstraint(
+        f"amount_micros > 0 AND amount_micros <= {AMOUNT_MICROS_MAX}", name="amount"
+    ),
+    sa.CheckConstraint(
+        "remaining_micros >= 0 AND remaining_micros <= amount_micros", name="remaining"
+    ),
+    sa.CheckConstraint("held_micros >= 0 AND held_micros <= remaining_micros", name="held"),
+    sa.CheckConstraint(
+        "(kind = 'promotional' AND expires_at_us IS NOT NULL)"
+        " OR (kind = 'paid' AND expires_at_us IS NULL)",
+        name="expiry",
+    ),
+    sa.UniqueConstraint("account_id", "created_seq"),
+)
+sa.Index("ix_credit_lots_account_open", credit_lots.c.account_id, credit_lots.c.remaining_micros)
+sa.Index("ix_credit_lots_expiry", credit_lots.c.expires_at_us)
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("reference", sa.String(128), nullable=False),
+    sa.Column("amount_micros", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("closed_at_us", sa.BigInteger, nullable=True),
+    sa.Column("captured_micros", sa.BigInteger, nullable=True),
+    sa.CheckConstraint(_in("status", HOLD_STATUSES), name="status"),
+    sa.CheckConstraint("amount_micros > 0", name="amount"),
+    sa.CheckConstraint(
+        "(status = 'open' AND closed_at_us IS NULL)"
+        " OR (status <> 'open' AND closed_at_us IS NOT NULL)",
+        name="closed_once",
+    ),
+    sa.CheckConstraint(
+        "captured_micros IS NULL OR (captured_micros >= 0 AND status IN ('captured', 'expired'))",
+        name="captured",
+    ),
+    sa.UniqueConstraint("account_id", "reference"),
+)
+sa.Index("ix_holds_due", holds.c.status, holds.c.expires_at_us)
+
+journal_entries = sa.Table(
+    "journal_entries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("amount_micros", sa.BigInteger, nullable=False),
+    sa.Column("reserved_delta_micros", sa.BigInteger, nullable=False),
+    sa.Column("overdraft_delta_micros", sa.BigInteger, nullable=False),
+    sa.Column("available_after_micros", sa.BigInteger, nullable=False),
+    sa.Column("hold_id", sa.String(40), sa.ForeignKey("holds.id"), nullable=True),
+    sa.Column("lot_id", sa.String(40), sa.ForeignKey("credit_lots.id"), nullable=True),
+    sa.Column("reference", sa.String(128), nullable=True),
+    sa.Column("description", sa.String(500), nullable=True),
+    sa.Column("idempotency_key", sa.String(300), nullable=False),
+    sa.Column("request_fingerprint", sa.String(64), nullable=True),
+    sa.Column("result_json", sa.Text, nullable=True),
+    sa.Column("local_date", sa.String(10), nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(_in("kind", [k.value for k in EntryKind]), name="kind"),
+    sa.CheckConstraint(
+        "kind NOT IN ('capture', 'late_capture', 'debit', 'promotional_expired')"
+        " OR amount_micros <= 0",
+        name="charges_not_positive",
+    ),
+    sa.CheckConstraint(
+        "kind NOT IN ('credit_paid', 'credit_promotional') OR amount_micros > 0",
+        name="credits_positive",
+    ),
+    sa.UniqueConstraint("account_id", "idempotency_key"),
+    sa.UniqueConstraint("account_id", "version"),
+)
+sa.Index("ix_journal_entries_account", journal_entries.c.account_id, journal_entries.c.id)
+sa.Index("ix_journal_entries_hold", journal_entries.c.hold_id)
+
+journal_movements = sa.Table(
+    "journal_movements",
+    metadata,
+    sa.Column("entry_id", BigId, sa.ForeignKey("journal_entries.id"), primary_key=True),
+    sa.Column("lot_id", sa.String(40), sa.ForeignKey("credit_lots.id"), primary_key=True),
+    sa.Column("remaining_delta_micros", sa.BigInteger, nullable=False),
+    sa.Column("held_delta_micros", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(
+        "remaining_delta_micros <> 0 OR held_delta_micros <> 0", name="moves_something"
+    ),
+)
+sa.Index("ix_journal_movements_lot", journal_movements.c.lot_id)
+
+daily_charges = sa.Table(
+    "daily_charges",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("local_date", sa.String(10), primary_key=True),
+    sa.Column("charged_micros", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("charged_micros >= 0", name="charged_not_negative"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at_us", sa.BigInteger, nullable=True),
+    sa.CheckConstraint(_in("role", KEY_ROLES), name="role"),
+)
+sa.Index("ix_api_keys_account", api_keys.c.account_id)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(_in("role", USER_ROLES), name="role"),
+    sa.CheckConstraint("email = lower(email)", name="email_lower"),
+)

@@ -1,0 +1,430 @@
+"""SQL for the ledger: the only module that reads and writes the ledger tables.
+
+Every function takes the transaction's connection; the service layer owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from usagewatch.adapters.db.schema import (
+    accounts,
+    balances,
+    credit_lots,
+    daily_charges,
+    holds,
+    journal_entries,
+    journal_movements,
+)
+from usagewatch.domain.clock import from_micros, to_micros
+from usagewatch.domain.ledger import Lot, LotKind, Posting
+from usagewatch.domain.money import Money
+
+BALANCE_CHANNEL = "usagewatch_balance"
+
+
+@dataclass(slots=True)
+class AccountState:
+    """An account's balance row (and the account facts commands need), held under lock."""
+
+    account_id: str
+    currency: str
+    timezone: str
+    status: str
+    paid_micros: int
+    promotional_micros: int
+    reserved_micros: int
+    overdraft_micros: int
+    next_expiry_at_us: int | None
+    version: int
+    updated_at_us: int
+
+    @property
+    def available_micros(self) -> int:
+        return self.paid_micros + self.promotional_micros - self.reserved_micros
+
+
+_STATE_COLUMNS = (
+    accounts.c.id,
+    accounts.c.currency,
+    accounts.c.timezone,
+    accounts.c.status,
+    balances.c.paid_micros,
+    balances.c.promotional_micros,
+    balances.c.reserved_micros,
+    balances.c.overdraft_micros,
+    balances.c.next_expiry_at_us,
+    balances.c.version,
+    balances.c.updated_at_us,
+)
+_STATE_FROM = balances.join(accounts, accounts.c.id == balances.c.account_id)
+
+
+def lock_account(conn: Connection, account_id: str) -> AccountState | None:
+    """Read the balance row and lock it until the transaction ends (PostgreSQL row lock;
+    on SQLite the transaction already holds the database's write lock)."""
+    query = sa.select(*_STATE_COLUMNS).select_from(_STATE_FROM)
+    query = query.where(balances.c.account_id == account_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=balances)
+    row = conn.execute(query).one_or_none()
+    return AccountState(*row) if row is not None else None
+
+
+def read_account_state(conn: Connection, account_id: str) -> AccountState | None:
+    query = sa.select(*_STATE_COLUMNS).select_from(_STATE_FROM)
+    row = conn.execute(query.where(balances.c.account_id == account_id)).one_or_none()
+    return AccountState(*row) if row is not None else None
+
+
+def open_lots(conn: Connection, account_id: str) -> list[Lot]:
+    rows = conn.execute(
+        sa.select(
+            credit_lots.c.id,
+            credit_lots.c.kind,
+            credit_lots.c.amount_micros,
+            credit_lots.c.remaining_micros,
+            credit_lots.c.held_micros,
+            credit_lots.c.expires_at_us,
+            credit_lots.c.created_seq,
+        ).where(credit_lots.c.account_id == account_id, credit_lots.c.remaining_micros > 0)
+    )
+    return [_lot(*row) for row in rows]
+
+
+def _lot(
+    lot_id: str, kind: str, amount: int, remaining: int, held: int, expires: int | None, seq: int
+) -> Lot:
+    return Lot(
+        id=lot_id,
+        kind=LotKind(kind),
+        amount=Money(amount),
+        remaining=Money(remaining),
+        held=Money(held),
+        expires_at=from_micros(expires) if expires is not None else None,
+        created_seq=seq,
+    )
+
+
+def insert_lot(
+    conn: Connection, account_id: str, lot: Lot, description: str | None, now: datetime
+) -> None:
+    conn.execute(
+        credit_lots.insert().values(
+            id=lot.id,
+            account_id=account_id,
+            kind=lot.kind.value,
+            amount_micros=lot.amount.micros,
+            remaining_micros=0,  # the posting's movement brings it to its amount
+            held_micros=0,
+            expires_at_us=to_micros(lot.expires_at) if lot.expires_at else None,
+            description=description,
+            created_at_us=to_micros(now),
+            created_seq=lot.created_seq,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PriorEntry:
+    fingerprint: str | None
+    result_json: str | None
+
+
+def find_by_idempotency_key(conn: Connection, account_id: str, key: str) -> PriorEntry | None:
+    row = conn.execute(
+        sa.select(journal_entries.c.request_fingerprint, journal_entries.c.result_json).where(
+            journal_entries.c.account_id == account_id,
+            journal_entries.c.idempotency_key == key,
+        )
+    ).one_or_none()
+    return PriorEntry(row[0], row[1]) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMeta:
+    idempotency_key: str
+    local_date: str
+    hold_id: str | None = None
+    lot_id: str | None = None
+    reference: str | None = None
+    description: str | None = None
+    fingerprint: str | None = None
+    result_json: str | None = None
+
+
+def apply_posting(
+    conn: Connection,
+    state: AccountState,
+    posting: Posting,
+    lot_kinds: dict[str, LotKind],
+    next_expiry_at_us: int | None,
+    meta: EntryMeta,
+    now_us: int,
+) -> int:
+    """Write one posting: lot updates, the balance row, the journal entry and its movements,
+    and today's charge total. Updates `state` in place. Returns the entry id."""
+    paid_delta = promotional_delta = 0
+    for m in posting.movements:
+        if lot_kinds[m.lot_id] is LotKind.PAID:
+            paid_delta += m.remaining_delta.micros
+        else:
+            promotional_delta += m.remaining_delta.micros
+    if posting.movements:
+        conn.execute(
+            _update_lot,
+            [
+                {
+                    "lot": m.lot_id,
+                    "remaining_delta": m.remaining_delta.micros,
+                    "held_delta": m.held_delta.micros,
+                }
+                for m in posting.movements
+            ],
+        )
+    old_version = state.version
+    state.paid_micros += paid_delta - posting.overdraft_delta.micros
+    state.promotional_micros += promotional_delta
+    state.reserved_micros += posting.reserved_delta.micros
+    state.overdraft_micros += posting.overdraft_delta.micros
+    state.next_expiry_at_us = next_expiry_at_us
+    state.version += 1
+    state.updated_at_us = now_us
+    updated = conn.execute(
+        _update_balance,
+        {
+            "account": state.account_id,
+            "old_version": old_version,
+            "version": state.version,
+            "paid": state.paid_micros,
+            "promotional": state.promotional_micros,
+            "reserved": state.reserved_micros,
+            "overdraft": state.overdraft_micros,
+            "next_expiry": state.next_expiry_at_us,
+            "now": now_us,
+        },
+    )
+    assert updated.rowcount == 1, "the balance row changed under our lock"
+    entry_id = conn.execute(
+        journal_entries.insert().returning(journal_entries.c.id),
+        {
+            "account_id": state.account_id,
+            "version": state.version,
+            "kind": posting.kind.value,
+            "amount_micros": posting.amount.micros,
+            "reserved_delta_micros": posting.reserved_delta.micros,
+            "overdraft_delta_micros": posting.overdraft_delta.micros,
+            "available_after_micros": state.available_micros,
+            "hold_id": meta.hold_id,
+            "lot_id": meta.lot_id,
+            "reference": meta.reference,
+            "description": meta.description,
+            "idempotency_key": meta.idempotency_key,
+            "request_fingerprint": meta.fingerprint,
+            "result_json": meta.result_json,
+            "local_date": meta.local_date,
+            "created_at_us": now_us,
+        },
+    ).scalar_one()
+    if posting.movements:
+        conn.execute(
+            journal_movements.insert(),
+            [
+                {
+                    "entry_id": entry_id,
+                    "lot_id": m.lot_id,
+                    "remaining_delta_micros": m.remaining_delta.micros,
+                    "held_delta_micros": m.held_delta.micros,
+                }
+                for m in posting.movements
+            ],
+        )
+    return int(entry_id)
+
+
+_update_lot = (
+    credit_lots.update()
+    .where(credit_lots.c.id == sa.bindparam("lot"))
+    .values(
+        remaining_micros=credit_lots.c.remaining_micros + sa.bindparam("remaining_delta"),
+        held_micros=credit_lots.c.held_micros + sa.bindparam("held_delta"),
+    )
+)
+
+_update_balance = (
+    balances.update()
+    .where(
+        balances.c.account_id == sa.bindparam("account"),
+        balances.c.version == sa.bindparam("old_version"),
+    )
+    .values(
+        paid_micros=sa.bindparam("paid"),
+        promotional_micros=sa.bindparam("promotional"),
+        reserved_micros=sa.bindparam("reserved"),
+        overdraft_micros=sa.bindparam("overdraft"),
+        next_expiry_at_us=sa.bindparam("next_expiry"),
+        version=sa.bindparam("version"),
+        updated_at_us=sa.bindparam("now"),
+    )
+)
+
+
+def add_daily_charge(conn: Connection, account_id: str, local_date: str, micros: int) -> None:
+    """Add a charge to the account-local day's total (insert or increment)."""
+    assert micros > 0
+    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(daily_charges).values(
+        account_id=account_id, local_date=local_date, charged_micros=micros
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[daily_charges.c.account_id, daily_charges.c.local_date],
+        set_={"charged_micros": daily_charges.c.charged_micros + stmt.excluded.charged_micros},
+    )
+    conn.execute(stmt)
+
+
+def usage_totals(
+    conn: Connection, account_id: str, month_start: str, today: str
+) -> tuple[int, int]:
+    """(today's charges, this month's charges) in micro-units; reads at most 31 rows."""
+    row = conn.execute(
+        sa.select(
+            sa.func.coalesce(
+                sa.func.sum(
+                    sa.case(
+                        (daily_charges.c.local_date == today, daily_charges.c.charged_micros),
+                        else_=0,
+                    )
+                ),
+                0,
+            ),
+            sa.func.coalesce(sa.func.sum(daily_charges.c.charged_micros), 0),
+        ).where(
+            daily_charges.c.account_id == account_id,
+            daily_charges.c.local_date >= month_start,
+            daily_charges.c.local_date <= today,
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def promotional_expiries(conn: Connection, account_id: str, now_us: int) -> list[tuple[int, int]]:
+    """[(expires_at_us, remaining_micros)] of unexpired promotional money, soonest first."""
+    rows = conn.execute(
+        sa.select(credit_lots.c.expires_at_us, sa.func.sum(credit_lots.c.remaining_micros))
+        .where(
+            credit_lots.c.account_id == account_id,
+            credit_lots.c.remaining_micros > 0,
+            credit_lots.c.kind == LotKind.PROMOTIONAL.value,
+            credit_lots.c.expires_at_us > now_us,
+        )
+        .group_by(credit_lots.c.expires_at_us)
+        .order_by(credit_lots.c.expires_at_us)
+    )
+    return [(int(r[0]), int(r[1])) for r in rows]
+
+
+def notify_balance_changed(conn: Connection, account_id: str) -> None:
+    """PostgreSQL: NOTIFY listeners in every process when this transaction commits."""
+    conn.execute(sa.select(sa.func.pg_notify(BALANCE_CHANNEL, account_id)))
+
+
+# -- holds ------------------------------------------------------------------------------
+@dataclass(slots=True)
+class HoldRow:
+    id: str
+    account_id: str
+    reference: str
+    amount_micros: int
+    status: str
+    expires_at_us: int
+    created_at_us: int
+    closed_at_us: int | None
+    captured_micros: int | None
+
+
+def find_hold(conn: Connection, account_id: str, reference: str) -> HoldRow | None:
+    row = conn.execute(
+        sa.select(*holds.c).where(holds.c.account_id == account_id, holds.c.reference == reference)
+    ).one_or_none()
+    return HoldRow(*row) if row is not None else None
+
+
+def insert_hold(conn: Connection, hold: HoldRow) -> None:
+    conn.execute(holds.insert().values(**_hold_values(hold)))
+
+
+def update_hold(conn: Connection, hold: HoldRow) -> None:
+    conn.execute(holds.update().where(holds.c.id == hold.id).values(**_hold_values(hold)))
+
+
+def _hold_values(hold: HoldRow) -> dict[str, Any]:
+    return {c.name: getattr(hold, c.name) for c in holds.c}
+
+
+def hold_allocations(conn: Connection, hold_id: str) -> dict[str, Money]:
+    """What an open hold reserves on each lot, summed from its journal movements."""
+    held = sa.func.sum(journal_movements.c.held_delta_micros)
+    rows = conn.execute(
+        sa.select(journal_movements.c.lot_id, held)
+        .join(journal_entries, journal_entries.c.id == journal_movements.c.entry_id)
+        .where(journal_entries.c.hold_id == hold_id)
+        .group_by(journal_movements.c.lot_id)
+        .having(held != 0)
+    )
+    return {lot_id: Money(int(micros)) for lot_id, micros in rows}
+
+
+def due_holds(conn: Connection, now_us: int, limit: int) -> list[tuple[str, str]]:
+    rows = conn.execute(
+        sa.select(holds.c.account_id, holds.c.reference)
+        .where(holds.c.status == "open", holds.c.expires_at_us <= now_us)
+        .order_by(holds.c.expires_at_us)
+        .limit(limit)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def accounts_with_due_lots(conn: Connection, now_us: int, limit: int) -> list[str]:
+    rows = conn.execute(
+        sa.select(credit_lots.c.account_id)
+        .where(
+            credit_lots.c.expires_at_us <= now_us,
+            credit_lots.c.remaining_micros > credit_lots.c.held_micros,
+        )
+        .distinct()
+        .limit(limit)
+    )
+    return [r[0] for r in rows]
+
+
+def next_due_at_us(conn: Connection) -> int | None:
+    """The soonest instant at which a hold or a promotional lot falls due."""
+    hold_due = conn.execute(
+        sa.select(sa.func.min(holds.c.expires_at_us)).where(holds.c.status == "open")
+    ).scalar()
+    lot_due = conn.execute(
+        sa.select(sa.func.min(credit_lots.c.expires_at_us)).where(
+            credit_lots.c.remaining_micros > credit_lots.c.held_micros
+        )
+    ).scalar()
+    candidates = [int(v) for v in (hold_due, lot_due) if v is not None]
+    return min(candidates) if candidates else None
+
+
+def count_open_holds(conn: Connection) -> int:
+    return int(
+        conn.execute(sa.select(sa.func.count()).where(holds.c.status == "open")).scalar_one()
+    )
+
+
+def rows_as_dicts(rows: Iterable[sa.Row[Any]]) -> Sequence[dict[str, Any]]:
+    return [dict(r._mapping) for r in rows]

@@ -1,0 +1,120 @@
+"""Balance change notifications for live views (Server-Sent Events).
+
+Within a process, the ledger calls `publish_local` after each commit. Across processes:
+PostgreSQL delivers NOTIFY (sent in the same transaction as the change) to a LISTEN thread;
+SQLite is watched through `PRAGMA data_version`, which moves when any connection commits.
+Subscribers are woken; they re-read the balance and send it only if it changed, so a
+duplicate or wildcard wake-up costs one cheap read and never a wrong event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+
+import psycopg
+import sqlalchemy as sa
+
+from usagewatch.adapters.db.engine import Database
+from usagewatch.adapters.db.store import BALANCE_CHANNEL
+
+log = logging.getLogger(__name__)
+WILDCARD = "*"
+SQLITE_POLL_SECONDS = 0.2
+
+
+@dataclass(eq=False)
+class Subscription:
+    account_id: str
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        self.loop.call_soon_threadsafe(self.event.set)
+
+
+class BalanceFeed:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- subscribers -------------------------------------------------------------------
+    def subscribe(self, account_id: str) -> Subscription:
+        sub = Subscription(account_id, asyncio.get_running_loop())
+        with self._lock:
+            self._subscribers.setdefault(account_id, set()).add(sub)
+        self._ensure_started()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subscribers.get(sub.account_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subscribers[sub.account_id]
+
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._subscribers.values())
+
+    # -- publishers --------------------------------------------------------------------
+    def publish_local(self, account_id: str) -> None:
+        self._dispatch(account_id)
+
+    def _dispatch(self, account_id: str) -> None:
+        with self._lock:
+            if account_id == WILDCARD:
+                targets = [s for subs in self._subscribers.values() for s in subs]
+            else:
+                targets = list(self._subscribers.get(account_id, ()))
+        for sub in targets:
+            sub.wake()
+
+    # -- cross-process watcher ---------------------------------------------------------
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            target = self._watch_sqlite if self.db.is_sqlite else self._listen_postgres
+            self._thread = threading.Thread(target=target, name="balance-feed", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=3)
+
+    def _watch_sqlite(self) -> None:
+        path = sa.engine.make_url(self.db.url).database or ":memory:"
+        conn = sqlite3.connect(path, check_same_thread=False)
+        try:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+            while not self._stop.wait(SQLITE_POLL_SECONDS):
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    self._dispatch(WILDCARD)
+        finally:
+            conn.close()
+
+    def _listen_postgres(self) -> None:
+        url = sa.engine.make_url(self.db.url).set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {BALANCE_CHANNEL}")
+                    self._dispatch(WILDCARD)  # catch up on anything missed while away
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            self._dispatch(note.payload)
+            except psycopg.Error:
+                log.exception("balance feed lost its PostgreSQL connection; reconnecting")
+                self._stop.wait(1.0)

@@ -1,0 +1,68 @@
+"""The ASGI application: routes, error envelope, limits, metrics, background sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from usagewatch import __version__
+from usagewatch.api import errors
+from usagewatch.api.limits import BodyLimitMiddleware
+from usagewatch.api.metrics import Metrics, MetricsMiddleware
+from usagewatch.api.routes import accounts, credits, ops
+from usagewatch.bootstrap import Container
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Usage tracking and prepaid billing. Money is an exact decimal string in the account's
+currency; timestamps are RFC 3339 UTC. Errors are `{"error": {"code", "message", "field"?}}`
+with the stable codes listed in docs/errors.md. Authenticate with HTTP Basic
+`key_id:token` or `Authorization: Bearer <token>`.
+"""
+
+
+def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_sweeper(c)) if run_sweeper else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="usagewatch", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+        strict_content_type=False,  # a JSON body is read as JSON whatever its Content-Type
+        responses={"default": {"description": "error envelope", "model": None}},
+    )
+    app.state.container = c
+    metrics = Metrics(c.db)
+    app.state.metrics = metrics
+    c.ledger.set_entry_observer(metrics.ledger_entry)
+    errors.install(app)
+    app.include_router(accounts.router)
+    app.include_router(credits.router)
+    app.include_router(ops.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=c.settings.max_request_body_bytes)
+    return app
+
+
+async def _sweeper(c: Container) -> None:
+    """Expire holds and promotional credit as they fall due (the test clock's `advance` runs
+    the same work synchronously)."""
+    while True:
+        await asyncio.sleep(c.settings.sweep_interval_seconds)
+        try:
+            await run_in_threadpool(c.scheduler.run_due)
+        except Exception:
+            log.exception("sweeper run failed; retrying next period")

@@ -1,0 +1,65 @@
+"""Wiring: the one place that builds the database, clock, services and event feed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from usagewatch.adapters.db import migrate
+from usagewatch.adapters.db.engine import Database
+from usagewatch.adapters.events import BalanceFeed
+from usagewatch.config import Settings
+from usagewatch.domain.clock import Clock, ManualClock, SystemClock
+from usagewatch.service.accounts import AccountService
+from usagewatch.service.ledger import LedgerService
+from usagewatch.service.queries import Queries
+from usagewatch.service.scheduler import Scheduler
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    clock: Clock
+    feed: BalanceFeed
+    accounts: AccountService
+    ledger: LedgerService
+    queries: Queries
+    scheduler: Scheduler
+    test_clock: ManualClock | None = field(default=None)
+
+    def close(self) -> None:
+        self.feed.stop()
+        self.db.dispose()
+
+
+def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> Container:
+    """Build everything. Applies migrations (idempotent, safe with several processes)."""
+    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    migrate.upgrade(db)
+    test_clock: ManualClock | None = None
+    if clock is None:
+        if settings.test_clock:
+            start = (
+                datetime.fromisoformat(settings.test_clock_start.replace("Z", "+00:00"))
+                if settings.test_clock_start
+                else datetime.now(UTC).replace(microsecond=0)
+            )
+            clock = test_clock = ManualClock(start.astimezone(UTC))
+        else:
+            clock = SystemClock()
+    elif isinstance(clock, ManualClock) and settings.test_clock:
+        test_clock = clock
+    feed = BalanceFeed(db)
+    ledger = LedgerService(db, clock, on_balance_change=feed.publish_local)
+    return Container(
+        settings=settings,
+        db=db,
+        clock=clock,
+        feed=feed,
+        accounts=AccountService(db, clock, admin_token),
+        ledger=ledger,
+        queries=Queries(db, clock, ledger),
+        scheduler=Scheduler(ledger, clock, test_clock),
+        test_clock=test_clock,
+    )

@@ -1,0 +1,30 @@
+"""Settings, all read from the environment with the USAGEWATCH_ prefix (or CLI flags).
+
+Every field here is documented in docs/configuration.md; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./usagewatch.db"
+# Admin tokens that are obviously placeholders; refused outside development mode.
+PLACEHOLDER_TOKENS = frozenset({"admin", "changeme", "change-me", "secret", "token", "password"})
+ADMIN_TOKEN_LENGTH_MIN = 24
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="USAGEWATCH_", extra="ignore")
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLite file or PostgreSQL URL")
+    host: str = Field("127.0.0.1", description="interface to listen on")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on")
+    admin_token: str | None = Field(None, description="operator token (role admin)")
+    dev_mode: bool = Field(False, description="allow weak admin tokens; never in production")
+    test_clock: bool = Field(False, description="switch on the /v1/test-clock endpoints")
+    test_clock_start: str | None = Field(None, description="RFC 3339 start of the test clock")
+    max_request_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="body size limit")
+    sweep_interval_seconds: float = Field(1.0, gt=0, le=60, description="expiry sweeper period")
+    db_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections per process")
+    log_level: str = Field("info", description="uvicorn log level")

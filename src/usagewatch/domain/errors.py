@@ -1,0 +1,137 @@
+"""The whole error hierarchy, with every stable error code in one catalogue.
+
+    UsageWatchError(code, message, field)
+    ├── Malformed          400  the request could not be read
+    ├── Unauthenticated    401  no or bad credentials
+    ├── PaymentRequired    402  denied for money reasons (balance, caps, budgets)
+    ├── Forbidden          403  authenticated but not allowed
+    ├── NotFound           404  absent, or belonging to another account
+    ├── Conflict           409  idempotency key reuse, state conflict
+    ├── PayloadTooLarge    413  body over the documented limit
+    ├── Invalid            422  values that break a rule
+    └── Unavailable        503  the service cannot answer now
+
+Each class carries its HTTP status; the HTTP layer reads it in one exception handler
+(`usagewatch.api.errors`), so the mapping lives here and nowhere else.
+Every code raised anywhere must be in CODES; `docs/errors.md` documents each one and a test
+keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+# code -> what it means. Keep sorted by family; docs/errors.md mirrors this list.
+CODES: dict[str, str] = {
+    # 400
+    "malformed_json": "The body is not valid JSON, or not a JSON object.",
+    "invalid_idempotency_key": "The Idempotency-Key header is empty or longer than 255 characters.",
+    "invalid_cursor": "The `after` cursor was not produced by this API.",
+    # 401
+    "unauthenticated": "No credentials, unknown key, wrong token or revoked key.",
+    # 402
+    "insufficient_balance": "The available balance cannot cover the amount.",
+    "account_not_active": "The account is suspended or closed; outbound usage is refused.",
+    # 403
+    "forbidden": "The key's role may not perform this action.",
+    # 404
+    "not_found": "No such route, or the resource does not exist for this caller.",
+    "account_not_found": "No such account (or it belongs to someone else).",
+    "api_key_not_found": "No such API key on this account.",
+    "hold_not_found": "No such hold on this account.",
+    # 405
+    "method_not_allowed": "The route exists but not with this HTTP method.",
+    # 409
+    "idempotency_key_reused": "The Idempotency-Key (or natural id) was used with a different payload.",
+    "account_exists": "An account with this id already exists.",
+    "user_exists": "A dashboard user with this email already exists.",
+    "hold_closed": "The hold was already captured, released or expired.",
+    # 413
+    "request_too_large": "The body exceeds max_request_body_bytes.",
+    # 422
+    "validation_error": "A value has the wrong type or shape; `field` names it.",
+    "missing_field": "A required field is absent; `field` names it.",
+    "unknown_field": "A field that this endpoint does not accept; `field` names it.",
+    "money_must_be_string": "Money must be sent as a decimal string such as \"10.50\", never a number.",
+    "invalid_amount": "The amount is not a plain decimal string.",
+    "amount_not_positive": "The amount must be greater than zero.",
+    "amount_too_precise": "The amount has more than 6 decimal places (finer than a micro-unit).",
+    "amount_too_large": "The amount exceeds the documented maximum of 1,000,000,000 units.",
+    "balance_limit_exceeded": "The credit would take the balance over 1,000,000,000,000 units.",
+    "expires_at_required": "Promotional credit needs an expires_at.",
+    "expires_at_in_past": "expires_at must be later than now.",
+    "expires_at_not_allowed": "Paid credit does not expire; omit expires_at.",
+    "invalid_timestamp": "Not an RFC 3339 timestamp with a time zone.",
+    "invalid_account_id": "Account ids are 1-64 characters of letters, digits, '_' and '-'.",
+    "invalid_currency": "Currency must be a three-letter ISO 4217 code in upper case.",
+    "invalid_timezone": "Not an IANA time zone name such as Asia/Kolkata.",
+    "invalid_role": "Not a role that may be given here.",
+    "invalid_email": "Not an email address.",
+    "weak_password": "Passwords need at least 12 characters.",
+    "invalid_limit": "`limit` must be between 1 and 1000.",
+    "invalid_duration": "A duration in seconds out of its documented range.",
+    # 500 / 503
+    "internal_error": "An unexpected fault; nothing was changed. Retry with the same Idempotency-Key.",
+    "not_ready": "The database is unreachable or its migrations are not current.",
+}
+
+
+class UsageWatchError(Exception):
+    """Base of every error that reaches a client with a stable code."""
+
+    status: ClassVar[int] = 500
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        if code not in CODES:
+            raise AssertionError(f"undocumented error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class Malformed(UsageWatchError):
+    status = 400
+
+
+class Unauthenticated(UsageWatchError):
+    status = 401
+
+
+class PaymentRequired(UsageWatchError):
+    status = 402
+
+
+class Forbidden(UsageWatchError):
+    status = 403
+
+
+class NotFound(UsageWatchError):
+    status = 404
+
+
+class Conflict(UsageWatchError):
+    status = 409
+
+
+class PayloadTooLarge(UsageWatchError):
+    status = 413
+
+
+class Invalid(UsageWatchError):
+    status = 422
+
+
+class Unavailable(UsageWatchError):
+    status = 503
+
+
+class InternalError(UsageWatchError):
+    status = 500
+
+
+def insufficient_balance(needed: str, available: str) -> PaymentRequired:
+    return PaymentRequired(
+        "insufficient_balance",
+        f"available balance {available} cannot cover {needed}",
+    )

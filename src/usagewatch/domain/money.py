@@ -1,0 +1,131 @@
+"""Money: an exact integer count of micro-units (10^-6 of the currency unit).
+
+`Decimal` appears only in `parse` and `format` (the edges). Floats are refused everywhere:
+constructing, adding or comparing Money with a float raises `TypeError`.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+MICROS_PER_UNIT: Final = 1_000_000
+DECIMALS_MAX: Final = 6
+
+# A single amount in a request (a credit, a debit, a hold) may not exceed this many currency
+# units; an account's balance may not exceed BALANCE_UNITS_MAX. Both keep every sum far from
+# the 64-bit integer columns' limit (9.2e18 micro-units).
+AMOUNT_UNITS_MAX: Final = 1_000_000_000
+BALANCE_UNITS_MAX: Final = 1_000_000_000_000
+AMOUNT_MICROS_MAX: Final = AMOUNT_UNITS_MAX * MICROS_PER_UNIT
+BALANCE_MICROS_MAX: Final = BALANCE_UNITS_MAX * MICROS_PER_UNIT
+
+_DECIMAL_STRING = re.compile(r"^-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?$")
+
+
+class MoneyFormatError(ValueError):
+    """A string that is not an exact decimal amount. `code` is the stable error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Money:
+    """An immutable amount of money in micro-units of the account's currency."""
+
+    __slots__ = ("micros",)
+    micros: int
+
+    def __init__(self, micros: int) -> None:
+        if type(micros) is not int:  # bool and float are refused on purpose
+            raise TypeError(f"Money takes an int of micro-units, not {type(micros).__name__}")
+        object.__setattr__(self, "micros", micros)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Money is immutable")
+
+    # -- edges -------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: str) -> Money:
+        """Parse an exact decimal string such as "1000.00" or "0.1875"."""
+        if not isinstance(text, str):
+            raise MoneyFormatError("money_must_be_string", "money is a decimal string")
+        if not _DECIMAL_STRING.match(text):
+            raise MoneyFormatError("invalid_amount", f"not a decimal amount: {text[:40]!r}")
+        try:
+            value = Decimal(text)
+        except InvalidOperation as exc:  # pragma: no cover - the regex guards this
+            raise MoneyFormatError("invalid_amount", "not a decimal amount") from exc
+        scaled = value * MICROS_PER_UNIT
+        if scaled != scaled.to_integral_value():
+            raise MoneyFormatError(
+                "amount_too_precise", "amounts have at most 6 decimal places"
+            )
+        return cls(int(scaled))
+
+    def format(self) -> str:
+        """Exact decimal string: at least two decimals, no trailing zeros beyond them."""
+        sign = "-" if self.micros < 0 else ""
+        units, frac = divmod(abs(self.micros), MICROS_PER_UNIT)
+        frac_text = f"{frac:06d}".rstrip("0").ljust(2, "0")
+        return f"{sign}{units}.{frac_text}"
+
+    # -- arithmetic (Money with Money only) ------------------------------------------------
+    @staticmethod
+    def zero() -> Money:
+        return Money(0)
+
+    def _other(self, other: object) -> int:
+        if not isinstance(other, Money):
+            raise TypeError(f"Money cannot be combined with {type(other).__name__}")
+        return other.micros
+
+    def __add__(self, other: Money) -> Money:
+        return Money(self.micros + self._other(other))
+
+    def __sub__(self, other: Money) -> Money:
+        return Money(self.micros - self._other(other))
+
+    def __neg__(self) -> Money:
+        return Money(-self.micros)
+
+    def __mul__(self, count: int) -> Money:
+        if type(count) is not int:
+            raise TypeError("Money can only be multiplied by an int")
+        return Money(self.micros * count)
+
+    __rmul__ = __mul__
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, float):
+            raise TypeError("Money is never compared with a float")
+        return isinstance(other, Money) and other.micros == self.micros
+
+    def __hash__(self) -> int:
+        return hash(self.micros)
+
+    def __lt__(self, other: Money) -> bool:
+        return self.micros < self._other(other)
+
+    def __le__(self, other: Money) -> bool:
+        return self.micros <= self._other(other)
+
+    def __gt__(self, other: Money) -> bool:
+        return self.micros > self._other(other)
+
+    def __ge__(self, other: Money) -> bool:
+        return self.micros >= self._other(other)
+
+    def __bool__(self) -> bool:
+        return self.micros != 0
+
+    def __repr__(self) -> str:
+        return f"Money({self.format()})"
+
+    def is_positive(self) -> bool:
+        return self.micros > 0
+
+    def is_negative(self) -> bool:
+        return self.micros < 0

@@ -1,0 +1,193 @@
+"""Accounts, API keys, dashboard users, and who a request's credentials belong to."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from usagewatch.adapters.db.engine import Database
+from usagewatch.adapters.db.schema import accounts, api_keys, balances, users
+from usagewatch.domain import accounts as rules
+from usagewatch.domain.accounts import Principal, Role
+from usagewatch.domain.clock import Clock, to_micros
+from usagewatch.domain.errors import Conflict, Invalid, NotFound
+from usagewatch.domain.security import (
+    hash_password,
+    hash_token,
+    new_token,
+    tokens_equal,
+)
+from usagewatch.service.ledger import new_id
+
+LIST_LIMIT_MAX = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str
+    currency: str
+    timezone: str
+    status: str
+    created_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    key_id: str
+    token: str  # shown once, never stored
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: str
+    email: str
+    role: str
+
+
+class AccountService:
+    def __init__(self, db: Database, clock: Clock, admin_token: str) -> None:
+        self.db = db
+        self.clock = clock
+        self._admin_token_hash = hash_token(admin_token)
+
+    # -- accounts ------------------------------------------------------------------------
+    def create_account(
+        self,
+        name: str,
+        account_id: str | None = None,
+        currency: str = rules.DEFAULT_CURRENCY,
+        timezone: str = rules.DEFAULT_TIMEZONE,
+    ) -> Account:
+        if not 1 <= len(name) <= 200:
+            raise Invalid("validation_error", "name is 1 to 200 characters", "name")
+        account = Account(
+            id=rules.check_account_id(account_id) if account_id else new_id("ac"),
+            name=name,
+            currency=rules.check_currency(currency),
+            timezone=rules.check_timezone(timezone),
+            status="active",
+            created_at_us=to_micros(self.clock.now()),
+        )
+        try:
+            with self.db.write() as conn:
+                conn.execute(accounts.insert().values(**_fields(account)))
+                conn.execute(
+                    balances.insert().values(
+                        account_id=account.id, paid_micros=0, promotional_micros=0,
+                        reserved_micros=0, overdraft_micros=0, next_expiry_at_us=None,
+                        version=0, updated_at_us=account.created_at_us,
+                    )
+                )
+        except IntegrityError as exc:
+            raise Conflict("account_exists", f"account {account.id!r} exists", "id") from exc
+        return account
+
+    def get_account(self, account_id: str) -> Account:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(*accounts.c).where(accounts.c.id == account_id)).first()
+        if row is None:
+            raise NotFound("account_not_found", f"no account {account_id!r}")
+        return Account(*row)
+
+    def list_accounts(self, limit: int, after: str | None) -> list[Account]:
+        query = sa.select(*accounts.c).order_by(accounts.c.id).limit(limit)
+        if after is not None:
+            query = query.where(accounts.c.id > after)
+        with self.db.read() as conn:
+            return [Account(*row) for row in conn.execute(query)]
+
+    # -- keys --------------------------------------------------------------------------
+    def create_api_key(self, account_id: str, role: str, by: Principal) -> IssuedKey:
+        try:
+            wanted = Role(role)
+        except ValueError as exc:
+            raise Invalid("invalid_role", f"unknown role {role!r}", "role") from exc
+        if wanted is Role.ADMIN and by.role is not Role.ADMIN:
+            raise Invalid("invalid_role", "only the operator may issue admin keys", "role")
+        self.get_account(account_id)
+        issued = IssuedKey(key_id=new_id("key"), token=new_token(), role=wanted.value)
+        with self.db.write() as conn:
+            conn.execute(
+                api_keys.insert().values(
+                    key_id=issued.key_id, account_id=account_id, role=issued.role,
+                    token_hash=hash_token(issued.token),
+                    created_at_us=to_micros(self.clock.now()), revoked_at_us=None,
+                )
+            )
+        return issued
+
+    def revoke_api_key(self, account_id: str, key_id: str) -> None:
+        with self.db.write() as conn:
+            done = conn.execute(
+                api_keys.update()
+                .where(
+                    api_keys.c.account_id == account_id,
+                    api_keys.c.key_id == key_id,
+                    api_keys.c.revoked_at_us.is_(None),
+                )
+                .values(revoked_at_us=to_micros(self.clock.now()))
+            )
+        if done.rowcount != 1:
+            raise NotFound("api_key_not_found", f"no active key {key_id!r}")
+
+    # -- users -------------------------------------------------------------------------
+    def create_user(self, account_id: str, email: str, password: str, role: str) -> User:
+        if role not in ("owner", "viewer"):
+            raise Invalid("invalid_role", "dashboard users are owner or viewer", "role")
+        user = User(user_id=new_id("usr"), email=rules.check_email(email), role=role)
+        password_hash = hash_password(rules.check_password(password))
+        self.get_account(account_id)
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    users.insert().values(
+                        user_id=user.user_id, account_id=account_id, email=user.email,
+                        password_hash=password_hash, role=role,
+                        created_at_us=to_micros(self.clock.now()),
+                    )
+                )
+        except IntegrityError as exc:
+            raise Conflict("user_exists", "a user with this email exists", "email") from exc
+        return user
+
+    # -- authentication ----------------------------------------------------------------
+    def principal_for_token(self, token: str) -> Principal | None:
+        """Bearer token: the operator's admin token, or an API key's token."""
+        digest = hash_token(token)
+        if tokens_equal(digest, self._admin_token_hash):
+            return Principal(Role.ADMIN, None, None)
+        with self.db.read() as conn:
+            row = conn.execute(
+                sa.select(api_keys.c.key_id, api_keys.c.account_id, api_keys.c.role).where(
+                    api_keys.c.token_hash == digest, api_keys.c.revoked_at_us.is_(None)
+                )
+            ).first()
+        return Principal(Role(row.role), row.account_id, row.key_id) if row else None
+
+    def principal_for_basic(self, username: str, password: str) -> Principal | None:
+        """Basic auth: username is the key id (or the account id, Exotel style)."""
+        principal = self.principal_for_token(password)
+        if principal is None:
+            return None
+        if principal.role is Role.ADMIN and principal.key_id is None:
+            return principal  # the operator token with any username
+        if username in (principal.key_id, principal.account_id):
+            return principal
+        return None
+
+
+def _fields(account: Account) -> dict[str, object]:
+    return {
+        "id": account.id, "name": account.name, "currency": account.currency,
+        "timezone": account.timezone, "status": account.status,
+        "created_at_us": account.created_at_us,
+    }
+
+
+def random_admin_token() -> str:
+    return "uwadmin_" + secrets.token_urlsafe(32)

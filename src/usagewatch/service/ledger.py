@@ -1,0 +1,474 @@
+"""Ledger commands: credits, holds, captures, releases, debits and expiries.
+
+Each public method is one command and one transaction:
+  lock the account's balance row -> answer a replay from the journal (idempotency) ->
+  forfeit any promotional credit whose expiry has come -> plan postings in the domain ->
+  write them (journal entry + movements + lots + balance, together) -> commit ->
+  tell balance listeners.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection
+
+from usagewatch.adapters.db import store
+from usagewatch.adapters.db.engine import Database, after_commit
+from usagewatch.domain.clock import Clock, from_micros, local_date, to_micros
+from usagewatch.domain.errors import Conflict, Invalid, NotFound
+from usagewatch.domain.ledger import USAGE_KINDS, Book, EntryKind, Lot, LotKind, Posting
+from usagewatch.domain.money import AMOUNT_MICROS_MAX, BALANCE_MICROS_MAX, Money
+
+HOLD_TTL_SECONDS_MAX = 24 * 3600
+SWEEP_BATCH_MAX = 500
+
+R = TypeVar("R")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def fingerprint(payload: dict[str, Any]) -> str:
+    """A stable digest of a command's meaning, to tell a replay from a conflicting reuse."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# -- results (stored in the journal for replays; primitive fields only) -------------------
+@dataclass(frozen=True, slots=True)
+class CreditResult:
+    id: str
+    kind: str
+    amount_micros: int
+    remaining_micros: int
+    expires_at_us: int | None
+    description: str | None
+    created_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class HoldResult:
+    hold_id: str
+    reference: str
+    status: str
+    amount_micros: int
+    expires_at_us: int
+    captured_micros: int | None
+    available_after_micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class DebitResult:
+    reference: str
+    amount_micros: int
+    overrun_micros: int
+    available_after_micros: int
+
+
+@dataclass
+class _Command:
+    """What a command body works with, under the account lock."""
+
+    conn: Connection
+    state: store.AccountState
+    book: Book
+    now: datetime
+    kinds: list[str] = field(default_factory=list)  # entry kinds written, for metrics
+
+    @property
+    def now_us(self) -> int:
+        return to_micros(self.now)
+
+    @property
+    def today(self) -> str:
+        return local_date(self.now, self.state.timezone).isoformat()
+
+    def post(self, posting: Posting, meta: store.EntryMeta) -> int:
+        kinds = {lot_id: lot.kind for lot_id, lot in self.book.lots.items()}
+        entry_id = store.apply_posting(
+            self.conn, self.state, posting, kinds, _next_expiry(self.book), meta, self.now_us
+        )
+        self.kinds.append(posting.kind.value)
+        if posting.kind in USAGE_KINDS and posting.amount.is_negative():
+            store.add_daily_charge(
+                self.conn, self.state.account_id, meta.local_date, -posting.amount.micros
+            )
+        return entry_id
+
+    def post_all(self, postings: list[Posting], meta: store.EntryMeta) -> None:
+        """The first posting carries the command's key and result; the rest (forfeits that
+        the command caused) get derived keys."""
+        for index, posting in enumerate(postings):
+            if index == 0:
+                self.post(posting, meta)
+            else:
+                self.post_forfeit(posting)
+
+    def post_forfeit(self, posting: Posting) -> None:
+        assert posting.kind is EntryKind.PROMOTIONAL_EXPIRED and len(posting.movements) == 1
+        movement = posting.movements[0]
+        lot = self.book.lots[movement.lot_id]
+        remaining_before = lot.remaining - movement.remaining_delta
+        key = f"expire:{lot.id}:{remaining_before.micros}"
+        self.post(
+            posting,
+            store.EntryMeta(
+                idempotency_key=key,
+                local_date=self.today,
+                lot_id=lot.id,
+                description="promotional credit expired",
+            ),
+        )
+
+    def expire_due_lots(self) -> None:
+        due = self.state.next_expiry_at_us
+        if due is not None and due <= self.now_us:
+            for posting in self.book.expire_lots(self.now):
+                self.post_forfeit(posting)
+            # Every posting recomputes the hint from the book, so it is exact: past it now.
+            after = self.state.next_expiry_at_us
+            assert after is None or after > self.now_us, "an expired lot was not forfeited"
+
+
+def _next_expiry(book: Book) -> int | None:
+    dates = [
+        to_micros(lot.expires_at)
+        for lot in book.lots.values()
+        if lot.expires_at is not None and lot.free.is_positive()
+    ]
+    return min(dates) if dates else None
+
+
+class LedgerService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        on_balance_change: Callable[[str], None] | None = None,
+        on_entry: Callable[[str], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self._on_balance_change = on_balance_change
+        self._on_entry = on_entry
+
+    def set_entry_observer(self, on_entry: Callable[[str], None]) -> None:
+        """Called with each journal entry's type after its transaction commits (metrics)."""
+        self._on_entry = on_entry
+
+    # -- the command skeleton ----------------------------------------------------------
+    def _run(
+        self,
+        account_id: str,
+        key: str | None,
+        print_: str | None,
+        result_type: type[R],
+        body: Callable[[_Command], R],
+    ) -> R:
+        with self.db.write() as conn:
+            state = store.lock_account(conn, account_id)
+            if state is None:
+                raise NotFound("account_not_found", f"no account {account_id!r}")
+            if key is not None:
+                prior = store.find_by_idempotency_key(conn, account_id, key)
+                if prior is not None:
+                    if prior.fingerprint != print_ or prior.result_json is None:
+                        raise Conflict(
+                            "idempotency_key_reused",
+                            "this idempotency key was already used with a different request",
+                        )
+                    return result_type(**json.loads(prior.result_json))
+            version_before = state.version
+            command = _Command(conn, state, Book.of(store.open_lots(conn, account_id),
+                                                    Money(state.overdraft_micros)), self.clock.now())
+            command.expire_due_lots()
+            result = body(command)
+            command.book.assert_settled(command.now)
+            if state.version != version_before:
+                self._announce(conn, account_id)
+        if self._on_entry is not None:
+            for kind in command.kinds:
+                self._on_entry(kind)
+        return result
+
+    def _announce(self, conn: Connection, account_id: str) -> None:
+        if self.db.dialect == "postgresql":
+            store.notify_balance_changed(conn, account_id)
+        if self._on_balance_change is not None:
+            callback = self._on_balance_change
+            after_commit(conn, lambda: callback(account_id))
+
+    # -- credits -----------------------------------------------------------------------
+    def add_credit(
+        self,
+        account_id: str,
+        kind: LotKind,
+        amount: Money,
+        *,
+        expires_at: datetime | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> CreditResult:
+        _check_amount(amount)
+        if kind is LotKind.PROMOTIONAL and expires_at is None:
+            raise Invalid("expires_at_required", "promotional credit needs expires_at", "expires_at")
+        if kind is LotKind.PAID and expires_at is not None:
+            raise Invalid("expires_at_not_allowed", "paid credit does not expire", "expires_at")
+        key = f"credit:{idempotency_key or secrets.token_hex(16)}"
+        print_ = fingerprint(
+            {"kind": kind.value, "amount": amount.micros, "description": description,
+             "expires_at": to_micros(expires_at) if expires_at else None}
+        )
+
+        def body(cmd: _Command) -> CreditResult:
+            if expires_at is not None and expires_at <= cmd.now:
+                raise Invalid("expires_at_in_past", "expires_at must be in the future", "expires_at")
+            total = cmd.state.paid_micros + cmd.state.promotional_micros + amount.micros
+            if total > BALANCE_MICROS_MAX:
+                raise Invalid("balance_limit_exceeded", "the balance would exceed its maximum",
+                              "amount")
+            lot = Lot(
+                id=new_id("cr"), kind=kind, amount=amount, remaining=amount, held=Money.zero(),
+                expires_at=expires_at, created_seq=cmd.state.version + 1,
+            )
+            store.insert_lot(cmd.conn, account_id, lot, description, cmd.now)
+            posting = cmd.book.credit(lot, cmd.now)
+            result = CreditResult(
+                id=lot.id, kind=kind.value, amount_micros=amount.micros,
+                remaining_micros=cmd.book.lots[lot.id].remaining.micros,
+                expires_at_us=to_micros(expires_at) if expires_at else None,
+                description=description, created_at_us=cmd.now_us,
+            )
+            cmd.post(posting, store.EntryMeta(
+                idempotency_key=key, local_date=cmd.today, lot_id=lot.id,
+                description=description, fingerprint=print_, result_json=_dump(result),
+            ))
+            return result
+
+        return self._run(account_id, key, print_, CreditResult, body)
+
+    # -- holds -------------------------------------------------------------------------
+    def place_hold(
+        self, account_id: str, reference: str, amount: Money, ttl_seconds: int
+    ) -> HoldResult:
+        """Reserve `amount` for `reference` (a call) until now + ttl. The reference is the
+        idempotency key: placing the same hold again returns the first result."""
+        _check_amount(amount)
+        _check_ttl(ttl_seconds)
+        key = f"hold:{reference}"
+        print_ = fingerprint({"amount": amount.micros, "ttl": ttl_seconds})
+
+        def body(cmd: _Command) -> HoldResult:
+            if store.find_hold(cmd.conn, account_id, reference) is not None:
+                raise Conflict("idempotency_key_reused", f"a hold for {reference!r} exists")
+            posting = cmd.book.hold(amount, cmd.now)
+            hold = store.HoldRow(
+                id=new_id("hold"), account_id=account_id, reference=reference,
+                amount_micros=amount.micros, status="open",
+                expires_at_us=to_micros(cmd.now + timedelta(seconds=ttl_seconds)),
+                created_at_us=cmd.now_us, closed_at_us=None, captured_micros=None,
+            )
+            store.insert_hold(cmd.conn, hold)
+            result = _hold_result(hold, cmd.state.available_micros - amount.micros)
+            cmd.post(posting, store.EntryMeta(
+                idempotency_key=key, local_date=cmd.today, hold_id=hold.id, reference=reference,
+                fingerprint=print_, result_json=_dump(result),
+            ))
+            return result
+
+        return self._run(account_id, key, print_, HoldResult, body)
+
+    def extend_hold(
+        self, account_id: str, reference: str, amount: Money, ttl_seconds: int, step: str
+    ) -> HoldResult:
+        """Reserve `amount` more for an open hold and push its expiry to now + ttl.
+        `step` names this extension (e.g. its sequence number) and makes it idempotent."""
+        _check_amount(amount)
+        _check_ttl(ttl_seconds)
+        key = f"extend:{reference}:{step}"
+        print_ = fingerprint({"amount": amount.micros, "ttl": ttl_seconds})
+
+        def body(cmd: _Command) -> HoldResult:
+            hold = self._open_hold(cmd, reference)
+            posting = cmd.book.hold(amount, cmd.now, EntryKind.HOLD_EXTEND)
+            hold.amount_micros += amount.micros
+            hold.expires_at_us = to_micros(cmd.now + timedelta(seconds=ttl_seconds))
+            store.update_hold(cmd.conn, hold)
+            result = _hold_result(hold, cmd.state.available_micros - amount.micros)
+            cmd.post(posting, store.EntryMeta(
+                idempotency_key=key, local_date=cmd.today, hold_id=hold.id, reference=reference,
+                fingerprint=print_, result_json=_dump(result),
+            ))
+            return result
+
+        return self._run(account_id, key, print_, HoldResult, body)
+
+    def capture_hold(self, account_id: str, reference: str, price: Money) -> HoldResult:
+        """Charge `price` against the hold and release the rest. Above the hold, the excess
+        is charged too and any shortfall is recorded as an explicit overrun. A hold that
+        already expired is still charged, once (a late capture)."""
+        if price.is_negative() or price.micros > AMOUNT_MICROS_MAX:
+            raise Invalid("amount_too_large" if price.is_positive() else "amount_not_positive",
+                          "price out of range", "amount")
+        key = f"capture:{reference}"
+        print_ = fingerprint({"price": price.micros})
+
+        def body(cmd: _Command) -> HoldResult:
+            hold = store.find_hold(cmd.conn, account_id, reference)
+            if hold is None:
+                raise NotFound("hold_not_found", f"no hold {reference!r}")
+            if hold.status == "open":
+                allocations = store.hold_allocations(cmd.conn, hold.id)
+                postings = cmd.book.capture(allocations, price, cmd.now)
+                hold.status = "captured"
+                hold.closed_at_us = cmd.now_us
+            elif hold.status == "expired" and hold.captured_micros is None:
+                postings = cmd.book.capture({}, price, cmd.now, late=True)
+            else:
+                raise Conflict("hold_closed", f"hold {reference!r} is already {hold.status}")
+            hold.captured_micros = price.micros
+            store.update_hold(cmd.conn, hold)
+            result = _hold_result(hold, _available_after(cmd, postings))
+            cmd.post_all(postings, store.EntryMeta(
+                idempotency_key=key, local_date=cmd.today, hold_id=hold.id, reference=reference,
+                fingerprint=print_, result_json=_dump(result),
+            ))
+            return result
+
+        return self._run(account_id, key, print_, HoldResult, body)
+
+    def release_hold(self, account_id: str, reference: str) -> HoldResult:
+        """Return the whole hold (the call failed or never connected)."""
+        key = f"release:{reference}"
+        print_ = fingerprint({})
+
+        def body(cmd: _Command) -> HoldResult:
+            hold = self._open_hold(cmd, reference)
+            return self._close_hold(cmd, hold, "released", EntryKind.RELEASE, key, print_)
+
+        return self._run(account_id, key, print_, HoldResult, body)
+
+    def _open_hold(self, cmd: _Command, reference: str) -> store.HoldRow:
+        hold = store.find_hold(cmd.conn, cmd.state.account_id, reference)
+        if hold is None:
+            raise NotFound("hold_not_found", f"no hold {reference!r}")
+        if hold.status != "open":
+            raise Conflict("hold_closed", f"hold {reference!r} is already {hold.status}")
+        return hold
+
+    def _close_hold(
+        self, cmd: _Command, hold: store.HoldRow, status: str, kind: EntryKind, key: str,
+        print_: str | None,
+    ) -> HoldResult:
+        allocations = store.hold_allocations(cmd.conn, hold.id)
+        postings = cmd.book.release(allocations, cmd.now, kind)
+        hold.status = status
+        hold.closed_at_us = cmd.now_us
+        store.update_hold(cmd.conn, hold)
+        result = _hold_result(hold, _available_after(cmd, postings))
+        cmd.post_all(postings, store.EntryMeta(
+            idempotency_key=key, local_date=cmd.today, hold_id=hold.id,
+            reference=hold.reference, fingerprint=print_, result_json=_dump(result),
+        ))
+        return result
+
+    # -- plain charges -----------------------------------------------------------------
+    def debit(
+        self, account_id: str, reference: str, amount: Money, *, allow_overrun: bool = False,
+        description: str | None = None,
+    ) -> DebitResult:
+        """Charge `amount` once for `reference` (a message id). Refused when available cannot
+        cover it, unless `allow_overrun` (usage that already happened): then the shortfall is
+        owed as an explicit overrun."""
+        _check_amount(amount)
+        key = f"debit:{reference}"
+        print_ = fingerprint({"amount": amount.micros, "overrun": allow_overrun})
+
+        def body(cmd: _Command) -> DebitResult:
+            overdraft_before = cmd.book.overdraft
+            posting = cmd.book.debit(amount, cmd.now, allow_overrun)
+            result = DebitResult(
+                reference=reference, amount_micros=amount.micros,
+                overrun_micros=(cmd.book.overdraft - overdraft_before).micros,
+                available_after_micros=cmd.state.available_micros + posting.available_delta.micros,
+            )
+            cmd.post(posting, store.EntryMeta(
+                idempotency_key=key, local_date=cmd.today, reference=reference,
+                description=description, fingerprint=print_, result_json=_dump(result),
+            ))
+            return result
+
+        return self._run(account_id, key, print_, DebitResult, body)
+
+    # -- time-driven work --------------------------------------------------------------
+    def run_due_work(self) -> int:
+        """Expire every hold and promotional lot that has fallen due by now. Returns how many
+        accounts were touched. Safe to run in several processes at once."""
+        now_us = to_micros(self.clock.now())
+        touched = 0
+        with self.db.read() as conn:
+            due_holds = store.due_holds(conn, now_us, SWEEP_BATCH_MAX)
+            due_lot_accounts = store.accounts_with_due_lots(conn, now_us, SWEEP_BATCH_MAX)
+        for account_id, reference in due_holds:
+            self._expire_hold(account_id, reference)
+            touched += 1
+        for account_id in due_lot_accounts:
+            self.expire_account(account_id)
+            touched += 1
+        return touched
+
+    def expire_account(self, account_id: str) -> None:
+        """Forfeit the account's promotional credit whose expiry has come (every command
+        does this first; this runs it alone)."""
+        self._run(account_id, None, None, type(None), lambda cmd: None)
+
+    def _expire_hold(self, account_id: str, reference: str) -> None:
+        def body(cmd: _Command) -> None:
+            hold = store.find_hold(cmd.conn, account_id, reference)
+            if hold is None or hold.status != "open" or hold.expires_at_us > cmd.now_us:
+                return  # another worker got there first, or it was extended
+            self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED,
+                             f"expire-hold:{hold.id}", None)
+
+        self._run(account_id, None, None, type(None), body)
+
+    def next_due_at(self) -> datetime | None:
+        with self.db.read() as conn:
+            due = store.next_due_at_us(conn)
+        return from_micros(due) if due is not None else None
+
+
+def _hold_result(hold: store.HoldRow, available_after_micros: int) -> HoldResult:
+    return HoldResult(
+        hold_id=hold.id, reference=hold.reference, status=hold.status,
+        amount_micros=hold.amount_micros, expires_at_us=hold.expires_at_us,
+        captured_micros=hold.captured_micros, available_after_micros=available_after_micros,
+    )
+
+
+def _available_after(cmd: _Command, postings: list[Posting]) -> int:
+    return cmd.state.available_micros + sum(p.available_delta.micros for p in postings)
+
+
+def _dump(result: Any) -> str:
+    return json.dumps(asdict(result), separators=(",", ":"))
+
+
+def _check_amount(amount: Money) -> None:
+    if not amount.is_positive():
+        raise Invalid("amount_not_positive", "the amount must be greater than zero", "amount")
+    if amount.micros > AMOUNT_MICROS_MAX:
+        raise Invalid("amount_too_large", "the amount exceeds 1,000,000,000", "amount")
+
+
+def _check_ttl(ttl_seconds: int) -> None:
+    if not 1 <= ttl_seconds <= HOLD_TTL_SECONDS_MAX:
+        raise Invalid("invalid_duration", "hold TTL must be 1 to 86400 seconds", "ttl_seconds")
