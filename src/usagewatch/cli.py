@@ -61,13 +61,16 @@ def serve(
     database_url: DatabaseUrl = None,
     test_clock: Annotated[
         bool | None,
-        typer.Option("--test-clock/--no-test-clock",
-                     help="switch on /v1/test-clock (admin) [env USAGEWATCH_TEST_CLOCK]"),
+        typer.Option(
+            "--test-clock/--no-test-clock",
+            help="switch on /v1/test-clock (admin) [env USAGEWATCH_TEST_CLOCK]",
+        ),
     ] = None,
     dev: Annotated[
         bool | None,
-        typer.Option("--dev", help="development mode: accept weak admin tokens "
-                     "[env USAGEWATCH_DEV_MODE]"),
+        typer.Option(
+            "--dev", help="development mode: accept weak admin tokens [env USAGEWATCH_DEV_MODE]"
+        ),
     ] = None,
 ) -> None:
     """Run the HTTP API (and its background sweeper). Applies migrations first."""
@@ -86,13 +89,19 @@ def serve(
     typer.echo(f"usagewatch {__version__} on {container.db.url.split('@')[-1]}")
     typer.echo(f"listening on {where}  (API docs: {where}/docs)")
     if generated:
-        typer.echo(f"admin token (generated for this run; set USAGEWATCH_ADMIN_TOKEN to keep "
-                   f"one): {token}")
+        typer.echo(
+            f"admin token (generated for this run; set USAGEWATCH_ADMIN_TOKEN to keep one): {token}"
+        )
     if container.test_clock is not None:
         typer.echo(f"test clock ON at {container.test_clock.now().isoformat()}")
     try:
-        uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level,
-                    access_log=False)
+        uvicorn.run(
+            app_,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+        )
     finally:
         container.close()
 

@@ -40,7 +40,10 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
                     await task
 
     app = FastAPI(
-        title="usagewatch", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+        title="usagewatch",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
         strict_content_type=False,  # a JSON body is read as JSON whatever its Content-Type
         responses={"default": {"description": "error envelope", "model": None}},
     )

@@ -48,9 +48,7 @@ def allow(roles: frozenset[Role]) -> Callable[..., Principal]:
     """A dependency for routes under /v1/accounts/{account_id}: the caller must see the
     account (else 404, never revealing it exists) and hold one of `roles` (else 403)."""
 
-    def dependency(
-        account_id: str, principal: Principal = Depends(current_principal)
-    ) -> Principal:
+    def dependency(account_id: str, principal: Principal = Depends(current_principal)) -> Principal:
         if not principal.sees(account_id):
             raise NotFound("account_not_found", f"no account {account_id!r}")
         if principal.role is not Role.ADMIN and principal.role not in roles:

@@ -19,16 +19,22 @@ class Metrics:
     def __init__(self, db: Database) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "usagewatch_http_requests", "HTTP requests", ["method", "route", "status"],
+            "usagewatch_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "usagewatch_http_request_duration_seconds", "HTTP request latency",
-            ["method", "route"], registry=self.registry,
+            "usagewatch_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self.ledger_entries = Counter(
-            "usagewatch_ledger_entries", "journal entries written, by type", ["type"],
+            "usagewatch_ledger_entries",
+            "journal entries written, by type",
+            ["type"],
             registry=self.registry,
         )
         self.registry.register(_OpenHolds(db))

@@ -130,7 +130,9 @@ class PromotionalExpiry(BaseModel):
 
 class BalanceOut(BaseModel):
     currency: str
-    available_balance: MoneyOut = Field(description="paid_credits + promotional_credits - reserved_amount")
+    available_balance: MoneyOut = Field(
+        description="paid_credits + promotional_credits - reserved_amount"
+    )
     paid_credits: MoneyOut = Field(description="unspent paid credit (negative after an overrun)")
     promotional_credits: MoneyOut = Field(description="unspent, unexpired promotional credit")
     promotional_expiries: list[PromotionalExpiry]

@@ -42,7 +42,7 @@ CODES: dict[str, str] = {
     # 405
     "method_not_allowed": "The route exists but not with this HTTP method.",
     # 409
-    "idempotency_key_reused": "The Idempotency-Key (or natural id) was used with a different payload.",
+    "idempotency_key_reused": "The Idempotency-Key (or natural id) was used with another payload.",
     "account_exists": "An account with this id already exists.",
     "user_exists": "A dashboard user with this email already exists.",
     "hold_closed": "The hold was already captured, released or expired.",
@@ -52,7 +52,7 @@ CODES: dict[str, str] = {
     "validation_error": "A value has the wrong type or shape; `field` names it.",
     "missing_field": "A required field is absent; `field` names it.",
     "unknown_field": "A field that this endpoint does not accept; `field` names it.",
-    "money_must_be_string": "Money must be sent as a decimal string such as \"10.50\", never a number.",
+    "money_must_be_string": "Money must be a decimal string such as '10.50', never a number.",
     "invalid_amount": "The amount is not a plain decimal string.",
     "amount_not_positive": "The amount must be greater than zero.",
     "amount_too_precise": "The amount has more than 6 decimal places (finer than a micro-unit).",
@@ -71,7 +71,7 @@ CODES: dict[str, str] = {
     "invalid_limit": "`limit` must be between 1 and 1000.",
     "invalid_duration": "A duration in seconds out of its documented range.",
     # 500 / 503
-    "internal_error": "An unexpected fault; nothing was changed. Retry with the same Idempotency-Key.",
+    "internal_error": "An unexpected fault; nothing was changed. Retry with the same key.",
     "not_ready": "The database is unreachable or its migrations are not current.",
 }
 

@@ -60,9 +60,7 @@ class Money:
             raise MoneyFormatError("invalid_amount", "not a decimal amount") from exc
         scaled = value * MICROS_PER_UNIT
         if scaled != scaled.to_integral_value():
-            raise MoneyFormatError(
-                "amount_too_precise", "amounts have at most 6 decimal places"
-            )
+            raise MoneyFormatError("amount_too_precise", "amounts have at most 6 decimal places")
         return cls(int(scaled))
 
     def format(self) -> str:

@@ -28,8 +28,13 @@ def tokens_equal(a: str, b: str) -> bool:
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P,
-        maxmem=_SCRYPT_MAXMEM, dklen=32,
+        password.encode(),
+        salt=salt,
+        n=_SCRYPT_N,
+        r=_SCRYPT_R,
+        p=_SCRYPT_P,
+        maxmem=_SCRYPT_MAXMEM,
+        dklen=32,
     )
     return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
 
@@ -42,7 +47,12 @@ def verify_password(password: str, stored: str) -> bool:
     if scheme != "scrypt":
         return False
     candidate = hashlib.scrypt(
-        password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
-        maxmem=_SCRYPT_MAXMEM, dklen=32,
+        password.encode(),
+        salt=bytes.fromhex(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        maxmem=_SCRYPT_MAXMEM,
+        dklen=32,
     )
     return hmac.compare_digest(candidate.hex(), digest)

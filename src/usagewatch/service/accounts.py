@@ -78,9 +78,14 @@ class AccountService:
                 conn.execute(accounts.insert().values(**_fields(account)))
                 conn.execute(
                     balances.insert().values(
-                        account_id=account.id, paid_micros=0, promotional_micros=0,
-                        reserved_micros=0, overdraft_micros=0, next_expiry_at_us=None,
-                        version=0, updated_at_us=account.created_at_us,
+                        account_id=account.id,
+                        paid_micros=0,
+                        promotional_micros=0,
+                        reserved_micros=0,
+                        overdraft_micros=0,
+                        next_expiry_at_us=None,
+                        version=0,
+                        updated_at_us=account.created_at_us,
                     )
                 )
         except IntegrityError as exc:
@@ -114,9 +119,12 @@ class AccountService:
         with self.db.write() as conn:
             conn.execute(
                 api_keys.insert().values(
-                    key_id=issued.key_id, account_id=account_id, role=issued.role,
+                    key_id=issued.key_id,
+                    account_id=account_id,
+                    role=issued.role,
                     token_hash=hash_token(issued.token),
-                    created_at_us=to_micros(self.clock.now()), revoked_at_us=None,
+                    created_at_us=to_micros(self.clock.now()),
+                    revoked_at_us=None,
                 )
             )
         return issued
@@ -146,8 +154,11 @@ class AccountService:
             with self.db.write() as conn:
                 conn.execute(
                     users.insert().values(
-                        user_id=user.user_id, account_id=account_id, email=user.email,
-                        password_hash=password_hash, role=role,
+                        user_id=user.user_id,
+                        account_id=account_id,
+                        email=user.email,
+                        password_hash=password_hash,
+                        role=role,
                         created_at_us=to_micros(self.clock.now()),
                     )
                 )
@@ -183,8 +194,11 @@ class AccountService:
 
 def _fields(account: Account) -> dict[str, object]:
     return {
-        "id": account.id, "name": account.name, "currency": account.currency,
-        "timezone": account.timezone, "status": account.status,
+        "id": account.id,
+        "name": account.name,
+        "currency": account.currency,
+        "timezone": account.timezone,
+        "status": account.status,
         "created_at_us": account.created_at_us,
     }
 

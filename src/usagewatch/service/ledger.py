@@ -187,8 +187,12 @@ class LedgerService:
                         )
                     return result_type(**json.loads(prior.result_json))
             version_before = state.version
-            command = _Command(conn, state, Book.of(store.open_lots(conn, account_id),
-                                                    Money(state.overdraft_micros)), self.clock.now())
+            command = _Command(
+                conn,
+                state,
+                Book.of(store.open_lots(conn, account_id), Money(state.overdraft_micros)),
+                self.clock.now(),
+            )
             command.expire_due_lots()
             result = body(command)
             command.book.assert_settled(command.now)
@@ -219,38 +223,62 @@ class LedgerService:
     ) -> CreditResult:
         _check_amount(amount)
         if kind is LotKind.PROMOTIONAL and expires_at is None:
-            raise Invalid("expires_at_required", "promotional credit needs expires_at", "expires_at")
+            raise Invalid(
+                "expires_at_required", "promotional credit needs expires_at", "expires_at"
+            )
         if kind is LotKind.PAID and expires_at is not None:
             raise Invalid("expires_at_not_allowed", "paid credit does not expire", "expires_at")
         key = f"credit:{idempotency_key or secrets.token_hex(16)}"
         print_ = fingerprint(
-            {"kind": kind.value, "amount": amount.micros, "description": description,
-             "expires_at": to_micros(expires_at) if expires_at else None}
+            {
+                "kind": kind.value,
+                "amount": amount.micros,
+                "description": description,
+                "expires_at": to_micros(expires_at) if expires_at else None,
+            }
         )
 
         def body(cmd: _Command) -> CreditResult:
             if expires_at is not None and expires_at <= cmd.now:
-                raise Invalid("expires_at_in_past", "expires_at must be in the future", "expires_at")
+                raise Invalid(
+                    "expires_at_in_past", "expires_at must be in the future", "expires_at"
+                )
             total = cmd.state.paid_micros + cmd.state.promotional_micros + amount.micros
             if total > BALANCE_MICROS_MAX:
-                raise Invalid("balance_limit_exceeded", "the balance would exceed its maximum",
-                              "amount")
+                raise Invalid(
+                    "balance_limit_exceeded", "the balance would exceed its maximum", "amount"
+                )
             lot = Lot(
-                id=new_id("cr"), kind=kind, amount=amount, remaining=amount, held=Money.zero(),
-                expires_at=expires_at, created_seq=cmd.state.version + 1,
+                id=new_id("cr"),
+                kind=kind,
+                amount=amount,
+                remaining=amount,
+                held=Money.zero(),
+                expires_at=expires_at,
+                created_seq=cmd.state.version + 1,
             )
             store.insert_lot(cmd.conn, account_id, lot, description, cmd.now)
             posting = cmd.book.credit(lot, cmd.now)
             result = CreditResult(
-                id=lot.id, kind=kind.value, amount_micros=amount.micros,
+                id=lot.id,
+                kind=kind.value,
+                amount_micros=amount.micros,
                 remaining_micros=cmd.book.lots[lot.id].remaining.micros,
                 expires_at_us=to_micros(expires_at) if expires_at else None,
-                description=description, created_at_us=cmd.now_us,
+                description=description,
+                created_at_us=cmd.now_us,
             )
-            cmd.post(posting, store.EntryMeta(
-                idempotency_key=key, local_date=cmd.today, lot_id=lot.id,
-                description=description, fingerprint=print_, result_json=_dump(result),
-            ))
+            cmd.post(
+                posting,
+                store.EntryMeta(
+                    idempotency_key=key,
+                    local_date=cmd.today,
+                    lot_id=lot.id,
+                    description=description,
+                    fingerprint=print_,
+                    result_json=_dump(result),
+                ),
+            )
             return result
 
         return self._run(account_id, key, print_, CreditResult, body)
@@ -271,17 +299,29 @@ class LedgerService:
                 raise Conflict("idempotency_key_reused", f"a hold for {reference!r} exists")
             posting = cmd.book.hold(amount, cmd.now)
             hold = store.HoldRow(
-                id=new_id("hold"), account_id=account_id, reference=reference,
-                amount_micros=amount.micros, status="open",
+                id=new_id("hold"),
+                account_id=account_id,
+                reference=reference,
+                amount_micros=amount.micros,
+                status="open",
                 expires_at_us=to_micros(cmd.now + timedelta(seconds=ttl_seconds)),
-                created_at_us=cmd.now_us, closed_at_us=None, captured_micros=None,
+                created_at_us=cmd.now_us,
+                closed_at_us=None,
+                captured_micros=None,
             )
             store.insert_hold(cmd.conn, hold)
             result = _hold_result(hold, cmd.state.available_micros - amount.micros)
-            cmd.post(posting, store.EntryMeta(
-                idempotency_key=key, local_date=cmd.today, hold_id=hold.id, reference=reference,
-                fingerprint=print_, result_json=_dump(result),
-            ))
+            cmd.post(
+                posting,
+                store.EntryMeta(
+                    idempotency_key=key,
+                    local_date=cmd.today,
+                    hold_id=hold.id,
+                    reference=reference,
+                    fingerprint=print_,
+                    result_json=_dump(result),
+                ),
+            )
             return result
 
         return self._run(account_id, key, print_, HoldResult, body)
@@ -303,10 +343,17 @@ class LedgerService:
             hold.expires_at_us = to_micros(cmd.now + timedelta(seconds=ttl_seconds))
             store.update_hold(cmd.conn, hold)
             result = _hold_result(hold, cmd.state.available_micros - amount.micros)
-            cmd.post(posting, store.EntryMeta(
-                idempotency_key=key, local_date=cmd.today, hold_id=hold.id, reference=reference,
-                fingerprint=print_, result_json=_dump(result),
-            ))
+            cmd.post(
+                posting,
+                store.EntryMeta(
+                    idempotency_key=key,
+                    local_date=cmd.today,
+                    hold_id=hold.id,
+                    reference=reference,
+                    fingerprint=print_,
+                    result_json=_dump(result),
+                ),
+            )
             return result
 
         return self._run(account_id, key, print_, HoldResult, body)
@@ -316,8 +363,11 @@ class LedgerService:
         is charged too and any shortfall is recorded as an explicit overrun. A hold that
         already expired is still charged, once (a late capture)."""
         if price.is_negative() or price.micros > AMOUNT_MICROS_MAX:
-            raise Invalid("amount_too_large" if price.is_positive() else "amount_not_positive",
-                          "price out of range", "amount")
+            raise Invalid(
+                "amount_too_large" if price.is_positive() else "amount_not_positive",
+                "price out of range",
+                "amount",
+            )
         key = f"capture:{reference}"
         print_ = fingerprint({"price": price.micros})
 
@@ -337,10 +387,17 @@ class LedgerService:
             hold.captured_micros = price.micros
             store.update_hold(cmd.conn, hold)
             result = _hold_result(hold, _available_after(cmd, postings))
-            cmd.post_all(postings, store.EntryMeta(
-                idempotency_key=key, local_date=cmd.today, hold_id=hold.id, reference=reference,
-                fingerprint=print_, result_json=_dump(result),
-            ))
+            cmd.post_all(
+                postings,
+                store.EntryMeta(
+                    idempotency_key=key,
+                    local_date=cmd.today,
+                    hold_id=hold.id,
+                    reference=reference,
+                    fingerprint=print_,
+                    result_json=_dump(result),
+                ),
+            )
             return result
 
         return self._run(account_id, key, print_, HoldResult, body)
@@ -365,7 +422,12 @@ class LedgerService:
         return hold
 
     def _close_hold(
-        self, cmd: _Command, hold: store.HoldRow, status: str, kind: EntryKind, key: str,
+        self,
+        cmd: _Command,
+        hold: store.HoldRow,
+        status: str,
+        kind: EntryKind,
+        key: str,
         print_: str | None,
     ) -> HoldResult:
         allocations = store.hold_allocations(cmd.conn, hold.id)
@@ -374,15 +436,27 @@ class LedgerService:
         hold.closed_at_us = cmd.now_us
         store.update_hold(cmd.conn, hold)
         result = _hold_result(hold, _available_after(cmd, postings))
-        cmd.post_all(postings, store.EntryMeta(
-            idempotency_key=key, local_date=cmd.today, hold_id=hold.id,
-            reference=hold.reference, fingerprint=print_, result_json=_dump(result),
-        ))
+        cmd.post_all(
+            postings,
+            store.EntryMeta(
+                idempotency_key=key,
+                local_date=cmd.today,
+                hold_id=hold.id,
+                reference=hold.reference,
+                fingerprint=print_,
+                result_json=_dump(result),
+            ),
+        )
         return result
 
     # -- plain charges -----------------------------------------------------------------
     def debit(
-        self, account_id: str, reference: str, amount: Money, *, allow_overrun: bool = False,
+        self,
+        account_id: str,
+        reference: str,
+        amount: Money,
+        *,
+        allow_overrun: bool = False,
         description: str | None = None,
     ) -> DebitResult:
         """Charge `amount` once for `reference` (a message id). Refused when available cannot
@@ -396,14 +470,22 @@ class LedgerService:
             overdraft_before = cmd.book.overdraft
             posting = cmd.book.debit(amount, cmd.now, allow_overrun)
             result = DebitResult(
-                reference=reference, amount_micros=amount.micros,
+                reference=reference,
+                amount_micros=amount.micros,
                 overrun_micros=(cmd.book.overdraft - overdraft_before).micros,
                 available_after_micros=cmd.state.available_micros + posting.available_delta.micros,
             )
-            cmd.post(posting, store.EntryMeta(
-                idempotency_key=key, local_date=cmd.today, reference=reference,
-                description=description, fingerprint=print_, result_json=_dump(result),
-            ))
+            cmd.post(
+                posting,
+                store.EntryMeta(
+                    idempotency_key=key,
+                    local_date=cmd.today,
+                    reference=reference,
+                    description=description,
+                    fingerprint=print_,
+                    result_json=_dump(result),
+                ),
+            )
             return result
 
         return self._run(account_id, key, print_, DebitResult, body)
@@ -435,8 +517,9 @@ class LedgerService:
             hold = store.find_hold(cmd.conn, account_id, reference)
             if hold is None or hold.status != "open" or hold.expires_at_us > cmd.now_us:
                 return  # another worker got there first, or it was extended
-            self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED,
-                             f"expire-hold:{hold.id}", None)
+            self._close_hold(
+                cmd, hold, "expired", EntryKind.HOLD_EXPIRED, f"expire-hold:{hold.id}", None
+            )
 
         self._run(account_id, None, None, type(None), body)
 
@@ -448,9 +531,13 @@ class LedgerService:
 
 def _hold_result(hold: store.HoldRow, available_after_micros: int) -> HoldResult:
     return HoldResult(
-        hold_id=hold.id, reference=hold.reference, status=hold.status,
-        amount_micros=hold.amount_micros, expires_at_us=hold.expires_at_us,
-        captured_micros=hold.captured_micros, available_after_micros=available_after_micros,
+        hold_id=hold.id,
+        reference=hold.reference,
+        status=hold.status,
+        amount_micros=hold.amount_micros,
+        expires_at_us=hold.expires_at_us,
+        captured_micros=hold.captured_micros,
+        available_after_micros=available_after_micros,
     )
 
 

@@ -100,23 +100,35 @@ class Queries:
         elif available <= 0:
             reason = "insufficient_balance"
         return BalanceView(
-            account_id=state.account_id, currency=state.currency, available_micros=available,
-            paid_micros=state.paid_micros, promotional_micros=state.promotional_micros,
-            promotional_expiries=expiries, reserved_micros=state.reserved_micros,
-            today_usage_micros=today_usage, month_usage_micros=month_usage,
-            outbound_allowed=reason is None, outbound_block_reason=reason,
-            version=state.version, as_of=now,
+            account_id=state.account_id,
+            currency=state.currency,
+            available_micros=available,
+            paid_micros=state.paid_micros,
+            promotional_micros=state.promotional_micros,
+            promotional_expiries=expiries,
+            reserved_micros=state.reserved_micros,
+            today_usage_micros=today_usage,
+            month_usage_micros=month_usage,
+            outbound_allowed=reason is None,
+            outbound_block_reason=reason,
+            version=state.version,
+            as_of=now,
         )
 
     def ledger_page(self, account_id: str, limit: int, before_id: int | None) -> list[EntryView]:
         """Journal entries newest first; `before_id` continues after the previous page."""
         query = (
             sa.select(
-                journal_entries.c.id, journal_entries.c.kind, journal_entries.c.amount_micros,
+                journal_entries.c.id,
+                journal_entries.c.kind,
+                journal_entries.c.amount_micros,
                 journal_entries.c.reserved_delta_micros,
-                journal_entries.c.available_after_micros, journal_entries.c.reference,
-                journal_entries.c.description, journal_entries.c.hold_id,
-                journal_entries.c.lot_id, journal_entries.c.created_at_us,
+                journal_entries.c.available_after_micros,
+                journal_entries.c.reference,
+                journal_entries.c.description,
+                journal_entries.c.hold_id,
+                journal_entries.c.lot_id,
+                journal_entries.c.created_at_us,
             )
             .where(journal_entries.c.account_id == account_id)
             .order_by(journal_entries.c.id.desc())
@@ -125,7 +137,7 @@ class Queries:
         if before_id is not None:
             query = query.where(journal_entries.c.id < before_id)
         with self.db.read() as conn:
-            return [EntryView(*row) for row in conn.execute(query)]
+            return [EntryView(**row._mapping) for row in conn.execute(query)]
 
     def credit_lots(
         self, account_id: str, limit: int, before_seq: int | None
@@ -133,10 +145,15 @@ class Queries:
         """Credit lots newest first, each with its sequence number (the page cursor)."""
         query = (
             sa.select(
-                credit_lots.c.created_seq, credit_lots.c.id, credit_lots.c.kind,
-                credit_lots.c.amount_micros, credit_lots.c.remaining_micros,
-                credit_lots.c.held_micros, credit_lots.c.expires_at_us,
-                credit_lots.c.description, credit_lots.c.created_at_us,
+                credit_lots.c.created_seq,
+                credit_lots.c.id,
+                credit_lots.c.kind,
+                credit_lots.c.amount_micros,
+                credit_lots.c.remaining_micros,
+                credit_lots.c.held_micros,
+                credit_lots.c.expires_at_us,
+                credit_lots.c.description,
+                credit_lots.c.created_at_us,
             )
             .where(credit_lots.c.account_id == account_id)
             .order_by(credit_lots.c.created_seq.desc())

@@ -30,29 +30,55 @@ def verify(db: Database, account_id: str | None = None) -> list[str]:
     with db.read() as conn:
         sums = {
             row[0]: row[1:]
-            for row in conn.execute(scoped(
-                sa.select(
-                    e.c.account_id, sa.func.sum(e.c.amount_micros),
-                    sa.func.sum(e.c.reserved_delta_micros), sa.func.sum(e.c.overdraft_delta_micros),
-                    sa.func.max(e.c.version), sa.func.count(),
-                ).group_by(e.c.account_id), e.c.account_id))
+            for row in conn.execute(
+                scoped(
+                    sa.select(
+                        e.c.account_id,
+                        sa.func.sum(e.c.amount_micros),
+                        sa.func.sum(e.c.reserved_delta_micros),
+                        sa.func.sum(e.c.overdraft_delta_micros),
+                        sa.func.max(e.c.version),
+                        sa.func.count(),
+                    ).group_by(e.c.account_id),
+                    e.c.account_id,
+                )
+            )
         }
         newest = sa.select(sa.func.max(e.c.id)).group_by(e.c.account_id)
-        last_available = dict(conn.execute(scoped(
-            sa.select(e.c.account_id, e.c.available_after_micros).where(e.c.id.in_(newest)),
-            e.c.account_id)).all())
-        lot_sums: dict[str, dict[str, int]] = defaultdict(lambda: {"paid": 0, "promotional": 0,
-                                                                  "held": 0})
-        for row in conn.execute(scoped(
-            sa.select(lots.c.account_id, lots.c.kind, sa.func.sum(lots.c.remaining_micros),
-                      sa.func.sum(lots.c.held_micros)).group_by(lots.c.account_id, lots.c.kind),
-            lots.c.account_id,
-        )):
+        last_available = dict(
+            conn.execute(
+                scoped(
+                    sa.select(e.c.account_id, e.c.available_after_micros).where(e.c.id.in_(newest)),
+                    e.c.account_id,
+                )
+            ).all()
+        )
+        lot_sums: dict[str, dict[str, int]] = defaultdict(
+            lambda: {"paid": 0, "promotional": 0, "held": 0}
+        )
+        for row in conn.execute(
+            scoped(
+                sa.select(
+                    lots.c.account_id,
+                    lots.c.kind,
+                    sa.func.sum(lots.c.remaining_micros),
+                    sa.func.sum(lots.c.held_micros),
+                ).group_by(lots.c.account_id, lots.c.kind),
+                lots.c.account_id,
+            )
+        ):
             lot_sums[row[0]][row[1]] = int(row[2])
             lot_sums[row[0]]["held"] += int(row[3])
-        open_holds = dict(conn.execute(scoped(
-            sa.select(h.c.account_id, sa.func.sum(h.c.amount_micros))
-            .where(h.c.status == "open").group_by(h.c.account_id), h.c.account_id)).all())
+        open_holds = dict(
+            conn.execute(
+                scoped(
+                    sa.select(h.c.account_id, sa.func.sum(h.c.amount_micros))
+                    .where(h.c.status == "open")
+                    .group_by(h.c.account_id),
+                    h.c.account_id,
+                )
+            ).all()
+        )
         for row in conn.execute(scoped(sa.select(*b.c), b.c.account_id)):
             acct = row.account_id
             amount, reserved, overdraft, version, _count = (
@@ -63,10 +89,12 @@ def verify(db: Database, account_id: str | None = None) -> list[str]:
                 ("reserved", row.reserved_micros, reserved),
                 ("overdraft", row.overdraft_micros, overdraft),
                 ("version", row.version, version),
-                ("paid (from lots)", row.paid_micros,
-                 lot_sums[acct]["paid"] - row.overdraft_micros),
-                ("promotional (from lots)", row.promotional_micros,
-                 lot_sums[acct]["promotional"]),
+                (
+                    "paid (from lots)",
+                    row.paid_micros,
+                    lot_sums[acct]["paid"] - row.overdraft_micros,
+                ),
+                ("promotional (from lots)", row.promotional_micros, lot_sums[acct]["promotional"]),
                 ("reserved (held on lots)", row.reserved_micros, lot_sums[acct]["held"]),
                 ("reserved (open holds)", row.reserved_micros, int(open_holds.get(acct, 0))),
             ]
@@ -79,43 +107,89 @@ def verify(db: Database, account_id: str | None = None) -> list[str]:
                 if cached != expected
             ]
         # every lot equals the sum of its movements
-        moved = sa.select(
-            m.c.lot_id, sa.func.sum(m.c.remaining_delta_micros).label("remaining"),
-            sa.func.sum(m.c.held_delta_micros).label("held"),
-        ).group_by(m.c.lot_id).subquery()
-        for row in conn.execute(scoped(
-            sa.select(lots.c.account_id, lots.c.id, lots.c.remaining_micros, lots.c.held_micros,
-                      moved.c.remaining, moved.c.held)
-            .join(moved, moved.c.lot_id == lots.c.id, isouter=True), lots.c.account_id,
-        )):
+        moved = (
+            sa.select(
+                m.c.lot_id,
+                sa.func.sum(m.c.remaining_delta_micros).label("remaining"),
+                sa.func.sum(m.c.held_delta_micros).label("held"),
+            )
+            .group_by(m.c.lot_id)
+            .subquery()
+        )
+        for row in conn.execute(
+            scoped(
+                sa.select(
+                    lots.c.account_id,
+                    lots.c.id,
+                    lots.c.remaining_micros,
+                    lots.c.held_micros,
+                    moved.c.remaining,
+                    moved.c.held,
+                ).join(moved, moved.c.lot_id == lots.c.id, isouter=True),
+                lots.c.account_id,
+            )
+        ):
             if (row[2], row[3]) != (int(row[4] or 0), int(row[5] or 0)):
-                problems.append(f"account {row[0]}: lot {row[1]} cached remaining/held "
-                                f"{row[2]}/{row[3]} but movements say {row[4]}/{row[5]}")
+                problems.append(
+                    f"account {row[0]}: lot {row[1]} cached remaining/held "
+                    f"{row[2]}/{row[3]} but movements say {row[4]}/{row[5]}"
+                )
         # every entry's amount equals its movements less the overdraft change
-        entry_moves = sa.select(
-            m.c.entry_id, sa.func.sum(m.c.remaining_delta_micros).label("moved")
-        ).group_by(m.c.entry_id).subquery()
-        for row in conn.execute(scoped(
-            sa.select(e.c.account_id, e.c.id, e.c.amount_micros, e.c.overdraft_delta_micros,
-                      entry_moves.c.moved)
-            .join(entry_moves, entry_moves.c.entry_id == e.c.id, isouter=True)
-            .where(e.c.amount_micros != sa.func.coalesce(entry_moves.c.moved, 0)
-                   - e.c.overdraft_delta_micros), e.c.account_id,
-        )):
-            problems.append(f"account {row[0]}: entry {row[1]} amount {row[2]} does not match "
-                            f"its movements ({row[4]}) less overdraft change ({row[3]})")
+        entry_moves = (
+            sa.select(m.c.entry_id, sa.func.sum(m.c.remaining_delta_micros).label("moved"))
+            .group_by(m.c.entry_id)
+            .subquery()
+        )
+        for row in conn.execute(
+            scoped(
+                sa.select(
+                    e.c.account_id,
+                    e.c.id,
+                    e.c.amount_micros,
+                    e.c.overdraft_delta_micros,
+                    entry_moves.c.moved,
+                )
+                .join(entry_moves, entry_moves.c.entry_id == e.c.id, isouter=True)
+                .where(
+                    e.c.amount_micros
+                    != sa.func.coalesce(entry_moves.c.moved, 0) - e.c.overdraft_delta_micros
+                ),
+                e.c.account_id,
+            )
+        ):
+            problems.append(
+                f"account {row[0]}: entry {row[1]} amount {row[2]} does not match "
+                f"its movements ({row[4]}) less overdraft change ({row[3]})"
+            )
         # per-day charge totals equal the day's charges in the journal
         usage = dict(
-            ((r[0], r[1]), -int(r[2])) for r in conn.execute(scoped(
-                sa.select(e.c.account_id, e.c.local_date, sa.func.sum(e.c.amount_micros))
-                .where(e.c.kind.in_([k.value for k in USAGE_KINDS]), e.c.amount_micros < 0)
-                .group_by(e.c.account_id, e.c.local_date), e.c.account_id))
+            ((r[0], r[1]), -int(r[2]))
+            for r in conn.execute(
+                scoped(
+                    sa.select(e.c.account_id, e.c.local_date, sa.func.sum(e.c.amount_micros))
+                    .where(e.c.kind.in_([k.value for k in USAGE_KINDS]), e.c.amount_micros < 0)
+                    .group_by(e.c.account_id, e.c.local_date),
+                    e.c.account_id,
+                )
+            )
         )
-        cached = dict(((r[0], r[1]), int(r[2])) for r in conn.execute(scoped(
-            sa.select(daily_charges.c.account_id, daily_charges.c.local_date,
-                      daily_charges.c.charged_micros), daily_charges.c.account_id)))
+        cached = dict(
+            ((r[0], r[1]), int(r[2]))
+            for r in conn.execute(
+                scoped(
+                    sa.select(
+                        daily_charges.c.account_id,
+                        daily_charges.c.local_date,
+                        daily_charges.c.charged_micros,
+                    ),
+                    daily_charges.c.account_id,
+                )
+            )
+        )
         for key in sorted(set(usage) | set(cached)):
             if usage.get(key, 0) != cached.get(key, 0):
-                problems.append(f"account {key[0]}: usage on {key[1]} cached "
-                                f"{cached.get(key, 0)} but journal says {usage.get(key, 0)}")
+                problems.append(
+                    f"account {key[0]}: usage on {key[1]} cached "
+                    f"{cached.get(key, 0)} but journal says {usage.get(key, 0)}"
+                )
     return problems

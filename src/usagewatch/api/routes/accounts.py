@@ -25,8 +25,11 @@ router = APIRouter(prefix="/v1/accounts", tags=["accounts and keys"])
 
 def account_out(account: Account) -> AccountOut:
     return AccountOut(
-        id=account.id, name=account.name, currency=account.currency,
-        timezone=account.timezone, status=account.status,
+        id=account.id,
+        name=account.name,
+        currency=account.currency,
+        timezone=account.timezone,
+        status=account.status,
         created_at=instant(account.created_at_us) or "",
     )
 
@@ -61,7 +64,9 @@ def get_account(
 
 
 @router.post(
-    "/{account_id}/api-keys", status_code=201, response_model=ApiKeyOut,
+    "/{account_id}/api-keys",
+    status_code=201,
+    response_model=ApiKeyOut,
     summary="Issue an API key (admin, owner); the token is shown once",
 )
 def create_api_key(
@@ -88,7 +93,9 @@ def revoke_api_key(
 
 
 @router.post(
-    "/{account_id}/users", status_code=201, response_model=UserOut,
+    "/{account_id}/users",
+    status_code=201,
+    response_model=UserOut,
     summary="Create a dashboard user (admin, owner)",
 )
 def create_user(

@@ -41,7 +41,9 @@ def _idempotency_key(value: str | None) -> str | None:
 
 
 @router.post(
-    "/credits", status_code=201, response_model=CreditOut,
+    "/credits",
+    status_code=201,
+    response_model=CreditOut,
     summary="Add paid or promotional credit (admin)",
     description="Send an `Idempotency-Key` header: a replay with the same body returns the "
     "first response and credits once; the same key with another body is a 409.",
@@ -54,25 +56,37 @@ def add_credit(
     c: Container = Depends(container),
 ) -> CreditOut:
     result = c.ledger.add_credit(
-        account_id, LotKind(body.type), body.amount, expires_at=body.expires_at,
-        description=body.description, idempotency_key=_idempotency_key(idempotency_key),
+        account_id,
+        LotKind(body.type),
+        body.amount,
+        expires_at=body.expires_at,
+        description=body.description,
+        idempotency_key=_idempotency_key(idempotency_key),
     )
     return _credit_out(result)
 
 
 def _credit_out(result: CreditResult) -> CreditOut:
     return CreditOut(
-        id=result.id, type=result.kind, amount=money(result.amount_micros),
-        remaining=money(result.remaining_micros), expires_at=instant(result.expires_at_us),
-        description=result.description, created_at=instant(result.created_at_us) or "",
+        id=result.id,
+        type=result.kind,
+        amount=money(result.amount_micros),
+        remaining=money(result.remaining_micros),
+        expires_at=instant(result.expires_at_us),
+        description=result.description,
+        created_at=instant(result.created_at_us) or "",
     )
 
 
 def _lot_out(lot: LotView) -> CreditOut:
     return CreditOut(
-        id=lot.id, type=lot.kind, amount=money(lot.amount_micros),
-        remaining=money(lot.remaining_micros), reserved=money(lot.held_micros),
-        expires_at=instant(lot.expires_at_us), description=lot.description,
+        id=lot.id,
+        type=lot.kind,
+        amount=money(lot.amount_micros),
+        remaining=money(lot.remaining_micros),
+        reserved=money(lot.held_micros),
+        expires_at=instant(lot.expires_at_us),
+        description=lot.description,
         created_at=instant(lot.created_at_us) or "",
     )
 
@@ -129,10 +143,14 @@ def get_ledger(
     entries = c.queries.ledger_page(account_id, limit, decode_int_cursor(after))
     data = [
         LedgerEntryOut(
-            id=f"je_{e.id}", type=e.kind, amount=money(e.amount_micros),
+            id=f"je_{e.id}",
+            type=e.kind,
+            amount=money(e.amount_micros),
             reserved_change=money(e.reserved_delta_micros),
-            balance_after=money(e.available_after_micros), reference=e.reference,
-            description=e.description, created_at=instant(e.created_at_us) or "",
+            balance_after=money(e.available_after_micros),
+            reference=e.reference,
+            description=e.description,
+            created_at=instant(e.created_at_us) or "",
         )
         for e in entries
     ]

@@ -7,9 +7,9 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from usagewatch.adapters.db import migrate
 from usagewatch.api.auth import admin_only, container
 from usagewatch.api.schemas import TestClockAdvance, TestClockOut
-from usagewatch.adapters.db import migrate
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal
 from usagewatch.domain.clock import ManualClock, format_instant
@@ -54,7 +54,8 @@ def read_test_clock(
 
 
 @router.post(
-    "/v1/test-clock/advance", response_model=TestClockOut,
+    "/v1/test-clock/advance",
+    response_model=TestClockOut,
     summary="Move the test clock forward (admin)",
     description="Returns only after every piece of time-driven work that fell due has run, "
     "each at the instant it fell due.",

@@ -266,8 +266,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_journal_movements_lot", ["lot_id"], unique=False)
 
 
-
-
 def downgrade() -> None:
 
     with op.batch_alter_table("journal_movements", schema=None) as batch_op:
@@ -296,4 +294,3 @@ def downgrade() -> None:
 
     op.drop_table("api_keys")
     op.drop_table("accounts")
-
