@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from usagewatch.domain.clock import to_micros
 from usagewatch.domain.errors import insufficient_balance
 from usagewatch.domain.money import Money
 
@@ -79,7 +80,7 @@ def spending_order(lot: Lot) -> tuple[int, int, int]:
     """Promotional before paid, soonest expiry first, then oldest."""
     if lot.kind is LotKind.PROMOTIONAL:
         assert lot.expires_at is not None
-        return (0, int(lot.expires_at.timestamp() * 1_000_000), lot.created_seq)
+        return (0, to_micros(lot.expires_at), lot.created_seq)
     return (1, 0, lot.created_seq)
 
 

@@ -1,13 +1,13 @@
 """Money: an exact integer count of micro-units (10^-6 of the currency unit).
 
-`Decimal` appears only in `parse` and `format` (the edges). Floats are refused everywhere:
-constructing, adding or comparing Money with a float raises `TypeError`.
+Parsing and formatting (the edges) work on the decimal digits directly, never through a
+float or a rounding context. Floats are refused everywhere: constructing, adding or
+comparing Money with a float raises `TypeError`.
 """
 
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 from typing import Final
 
 MICROS_PER_UNIT: Final = 1_000_000
@@ -21,7 +21,10 @@ BALANCE_UNITS_MAX: Final = 1_000_000_000_000
 AMOUNT_MICROS_MAX: Final = AMOUNT_UNITS_MAX * MICROS_PER_UNIT
 BALANCE_MICROS_MAX: Final = BALANCE_UNITS_MAX * MICROS_PER_UNIT
 
-_DECIMAL_STRING = re.compile(r"^-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?$")
+# Plain decimals only: no exponent, "+", spaces or leading zeros.
+_DECIMAL_STRING = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
+# Longer strings are never parsed (bounded work); a plain number that long is too large.
+TEXT_LENGTH_MAX = 64
 
 
 class MoneyFormatError(ValueError):
@@ -52,16 +55,21 @@ class Money:
         """Parse an exact decimal string such as "1000.00" or "0.1875"."""
         if not isinstance(text, str):
             raise MoneyFormatError("money_must_be_string", "money is a decimal string")
-        if not _DECIMAL_STRING.match(text):
+        if not _DECIMAL_STRING.fullmatch(text):
             raise MoneyFormatError("invalid_amount", f"not a decimal amount: {text[:40]!r}")
-        try:
-            value = Decimal(text)
-        except InvalidOperation as exc:  # pragma: no cover - the regex guards this
-            raise MoneyFormatError("invalid_amount", "not a decimal amount") from exc
-        scaled = value * MICROS_PER_UNIT
-        if scaled != scaled.to_integral_value():
+        if len(text) > TEXT_LENGTH_MAX:
+            code = "amount_not_positive" if text.startswith("-") else "amount_too_large"
+            raise MoneyFormatError(code, f"{text[:20]}… is far out of range")
+        # Exact integer arithmetic on the digits: no rounding context can interfere.
+        match = _DECIMAL_STRING.fullmatch(text)
+        assert match is not None
+        whole, fraction = match.group(1), (match.group(2) or ".")[1:]
+        if fraction[DECIMALS_MAX:].strip("0"):
             raise MoneyFormatError("amount_too_precise", "amounts have at most 6 decimal places")
-        return cls(int(scaled))
+        micros = int(whole) * MICROS_PER_UNIT + int(
+            fraction[:DECIMALS_MAX].ljust(DECIMALS_MAX, "0")
+        )
+        return cls(-micros if text.startswith("-") else micros)
 
     def format(self) -> str:
         """Exact decimal string: at least two decimals, no trailing zeros beyond them."""

@@ -23,7 +23,7 @@ from usagewatch.adapters.db import store
 from usagewatch.adapters.db.engine import Database, after_commit
 from usagewatch.domain.clock import Clock, from_micros, local_date, to_micros
 from usagewatch.domain.errors import Conflict, Invalid, NotFound
-from usagewatch.domain.ledger import USAGE_KINDS, Book, EntryKind, Lot, LotKind, Posting
+from usagewatch.domain.ledger import Book, EntryKind, Lot, LotKind, Posting
 from usagewatch.domain.money import AMOUNT_MICROS_MAX, BALANCE_MICROS_MAX, Money
 
 HOLD_TTL_SECONDS_MAX = 24 * 3600
@@ -97,20 +97,38 @@ class _Command:
             self.conn, self.state, posting, kinds, _next_expiry(self.book), meta, self.now_us
         )
         self.kinds.append(posting.kind.value)
-        if posting.kind in USAGE_KINDS and posting.amount.is_negative():
-            store.add_daily_charge(
-                self.conn, self.state.account_id, meta.local_date, -posting.amount.micros
-            )
         return entry_id
 
-    def post_all(self, postings: list[Posting], meta: store.EntryMeta) -> None:
-        """The first posting carries the command's key and result; the rest (forfeits that
-        the command caused) get derived keys."""
-        for index, posting in enumerate(postings):
-            if index == 0:
-                self.post(posting, meta)
-            else:
-                self.post_forfeit(posting)
+    def record(
+        self,
+        postings: list[Posting],
+        key: str,
+        print_: str | None,
+        result: object,
+        *,
+        hold: store.HoldRow | None = None,
+        reference: str | None = None,
+        lot_id: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Write a command's postings. The first carries the command's idempotency key and
+        its result (for replays); the rest are forfeits the command caused."""
+        meta = store.EntryMeta(
+            idempotency_key=key,
+            local_date=self.today,
+            hold_id=hold.id if hold is not None else None,
+            lot_id=lot_id,
+            reference=reference or (hold.reference if hold is not None else None),
+            description=description,
+            fingerprint=print_,
+            result_json=_dump(result) if result is not None else None,
+        )
+        self.post(postings[0], meta)
+        for posting in postings[1:]:
+            self.post_forfeit(posting)
+
+    def available_after(self, postings: list[Posting]) -> int:
+        return self.state.available_micros + sum(p.available_delta.micros for p in postings)
 
     def post_forfeit(self, posting: Posting) -> None:
         assert posting.kind is EntryKind.PROMOTIONAL_EXPIRED and len(posting.movements) == 1
@@ -177,22 +195,17 @@ class LedgerService:
             state = store.lock_account(conn, account_id)
             if state is None:
                 raise NotFound("account_not_found", f"no account {account_id!r}")
-            if key is not None:
-                prior = store.find_by_idempotency_key(conn, account_id, key)
-                if prior is not None:
-                    if prior.fingerprint != print_ or prior.result_json is None:
-                        raise Conflict(
-                            "idempotency_key_reused",
-                            "this idempotency key was already used with a different request",
-                        )
-                    return result_type(**json.loads(prior.result_json))
+            prior, lots = store.load_book(conn, account_id, key)
+            if prior is not None:
+                if prior.fingerprint != print_ or prior.result_json is None:
+                    raise Conflict(
+                        "idempotency_key_reused",
+                        "this idempotency key was already used with a different request",
+                    )
+                return result_type(**json.loads(prior.result_json))
             version_before = state.version
-            command = _Command(
-                conn,
-                state,
-                Book.of(store.open_lots(conn, account_id), Money(state.overdraft_micros)),
-                self.clock.now(),
-            )
+            book = Book.of(lots, Money(state.overdraft_micros))
+            command = _Command(conn, state, book, self.clock.now())
             command.expire_due_lots()
             result = body(command)
             command.book.assert_settled(command.now)
@@ -204,8 +217,7 @@ class LedgerService:
         return result
 
     def _announce(self, conn: Connection, account_id: str) -> None:
-        if self.db.dialect == "postgresql":
-            store.notify_balance_changed(conn, account_id)
+        # Other processes hear of it through PostgreSQL NOTIFY, sent by apply_posting.
         if self._on_balance_change is not None:
             callback = self._on_balance_change
             after_commit(conn, lambda: callback(account_id))
@@ -268,22 +280,14 @@ class LedgerService:
                 description=description,
                 created_at_us=cmd.now_us,
             )
-            cmd.post(
-                posting,
-                store.EntryMeta(
-                    idempotency_key=key,
-                    local_date=cmd.today,
-                    lot_id=lot.id,
-                    description=description,
-                    fingerprint=print_,
-                    result_json=_dump(result),
-                ),
-            )
+            cmd.record([posting], key, print_, result, lot_id=lot.id, description=description)
             return result
 
         return self._run(account_id, key, print_, CreditResult, body)
 
     # -- holds -------------------------------------------------------------------------
+    # A hold past its TTL is expired, whether or not the sweeper has reached it yet: every
+    # hold command treats it so, so outcomes never depend on the sweeper's timing.
     def place_hold(
         self, account_id: str, reference: str, amount: Money, ttl_seconds: int
     ) -> HoldResult:
@@ -310,18 +314,8 @@ class LedgerService:
                 captured_micros=None,
             )
             store.insert_hold(cmd.conn, hold)
-            result = _hold_result(hold, cmd.state.available_micros - amount.micros)
-            cmd.post(
-                posting,
-                store.EntryMeta(
-                    idempotency_key=key,
-                    local_date=cmd.today,
-                    hold_id=hold.id,
-                    reference=reference,
-                    fingerprint=print_,
-                    result_json=_dump(result),
-                ),
-            )
+            result = _hold_result(hold, cmd.available_after([posting]))
+            cmd.record([posting], key, print_, result, hold=hold)
             return result
 
         return self._run(account_id, key, print_, HoldResult, body)
@@ -337,23 +331,15 @@ class LedgerService:
         print_ = fingerprint({"amount": amount.micros, "ttl": ttl_seconds})
 
         def body(cmd: _Command) -> HoldResult:
-            hold = self._open_hold(cmd, reference)
+            hold = self._find_hold(cmd, reference)
+            if hold.status != "open" or hold.expires_at_us <= cmd.now_us:
+                raise Conflict("hold_closed", f"hold {reference!r} is {_state_of(hold, cmd)}")
             posting = cmd.book.hold(amount, cmd.now, EntryKind.HOLD_EXTEND)
             hold.amount_micros += amount.micros
             hold.expires_at_us = to_micros(cmd.now + timedelta(seconds=ttl_seconds))
             store.update_hold(cmd.conn, hold)
-            result = _hold_result(hold, cmd.state.available_micros - amount.micros)
-            cmd.post(
-                posting,
-                store.EntryMeta(
-                    idempotency_key=key,
-                    local_date=cmd.today,
-                    hold_id=hold.id,
-                    reference=reference,
-                    fingerprint=print_,
-                    result_json=_dump(result),
-                ),
-            )
+            result = _hold_result(hold, cmd.available_after([posting]))
+            cmd.record([posting], key, print_, result, hold=hold)
             return result
 
         return self._run(account_id, key, print_, HoldResult, body)
@@ -361,20 +347,17 @@ class LedgerService:
     def capture_hold(self, account_id: str, reference: str, price: Money) -> HoldResult:
         """Charge `price` against the hold and release the rest. Above the hold, the excess
         is charged too and any shortfall is recorded as an explicit overrun. A hold that
-        already expired is still charged, once (a late capture)."""
+        already expired is still charged, once (a late capture, from free money)."""
         if price.is_negative() or price.micros > AMOUNT_MICROS_MAX:
-            raise Invalid(
-                "amount_too_large" if price.is_positive() else "amount_not_positive",
-                "price out of range",
-                "amount",
-            )
+            code = "amount_too_large" if price.is_positive() else "amount_not_positive"
+            raise Invalid(code, "price out of range", "amount")
         key = f"capture:{reference}"
         print_ = fingerprint({"price": price.micros})
 
         def body(cmd: _Command) -> HoldResult:
-            hold = store.find_hold(cmd.conn, account_id, reference)
-            if hold is None:
-                raise NotFound("hold_not_found", f"no hold {reference!r}")
+            hold = self._find_hold(cmd, reference)
+            if hold.status == "open" and hold.expires_at_us <= cmd.now_us:
+                self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED, None, None)
             if hold.status == "open":
                 allocations = store.hold_allocations(cmd.conn, hold.id)
                 postings = cmd.book.capture(allocations, price, cmd.now)
@@ -386,39 +369,32 @@ class LedgerService:
                 raise Conflict("hold_closed", f"hold {reference!r} is already {hold.status}")
             hold.captured_micros = price.micros
             store.update_hold(cmd.conn, hold)
-            result = _hold_result(hold, _available_after(cmd, postings))
-            cmd.post_all(
-                postings,
-                store.EntryMeta(
-                    idempotency_key=key,
-                    local_date=cmd.today,
-                    hold_id=hold.id,
-                    reference=reference,
-                    fingerprint=print_,
-                    result_json=_dump(result),
-                ),
-            )
+            result = _hold_result(hold, cmd.available_after(postings))
+            cmd.record(postings, key, print_, result, hold=hold)
             return result
 
         return self._run(account_id, key, print_, HoldResult, body)
 
     def release_hold(self, account_id: str, reference: str) -> HoldResult:
-        """Return the whole hold (the call failed or never connected)."""
+        """Return the whole hold (the call failed or never connected). A hold already past
+        its TTL ends as `expired`, which returns the money just the same."""
         key = f"release:{reference}"
         print_ = fingerprint({})
 
         def body(cmd: _Command) -> HoldResult:
-            hold = self._open_hold(cmd, reference)
+            hold = self._find_hold(cmd, reference)
+            if hold.status != "open":
+                raise Conflict("hold_closed", f"hold {reference!r} is already {hold.status}")
+            if hold.expires_at_us <= cmd.now_us:
+                return self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED, key, print_)
             return self._close_hold(cmd, hold, "released", EntryKind.RELEASE, key, print_)
 
         return self._run(account_id, key, print_, HoldResult, body)
 
-    def _open_hold(self, cmd: _Command, reference: str) -> store.HoldRow:
+    def _find_hold(self, cmd: _Command, reference: str) -> store.HoldRow:
         hold = store.find_hold(cmd.conn, cmd.state.account_id, reference)
         if hold is None:
             raise NotFound("hold_not_found", f"no hold {reference!r}")
-        if hold.status != "open":
-            raise Conflict("hold_closed", f"hold {reference!r} is already {hold.status}")
         return hold
 
     def _close_hold(
@@ -427,26 +403,19 @@ class LedgerService:
         hold: store.HoldRow,
         status: str,
         kind: EntryKind,
-        key: str,
+        key: str | None,
         print_: str | None,
     ) -> HoldResult:
+        """Return all of a hold's money and close it. Without a key (an expiry), the entry
+        gets the hold's own expiry key, so it can only ever happen once."""
         allocations = store.hold_allocations(cmd.conn, hold.id)
         postings = cmd.book.release(allocations, cmd.now, kind)
         hold.status = status
         hold.closed_at_us = cmd.now_us
         store.update_hold(cmd.conn, hold)
-        result = _hold_result(hold, _available_after(cmd, postings))
-        cmd.post_all(
-            postings,
-            store.EntryMeta(
-                idempotency_key=key,
-                local_date=cmd.today,
-                hold_id=hold.id,
-                reference=hold.reference,
-                fingerprint=print_,
-                result_json=_dump(result),
-            ),
-        )
+        result = _hold_result(hold, cmd.available_after(postings))
+        stored = result if key is not None else None
+        cmd.record(postings, key or f"expire-hold:{hold.id}", print_, stored, hold=hold)
         return result
 
     # -- plain charges -----------------------------------------------------------------
@@ -473,19 +442,9 @@ class LedgerService:
                 reference=reference,
                 amount_micros=amount.micros,
                 overrun_micros=(cmd.book.overdraft - overdraft_before).micros,
-                available_after_micros=cmd.state.available_micros + posting.available_delta.micros,
+                available_after_micros=cmd.available_after([posting]),
             )
-            cmd.post(
-                posting,
-                store.EntryMeta(
-                    idempotency_key=key,
-                    local_date=cmd.today,
-                    reference=reference,
-                    description=description,
-                    fingerprint=print_,
-                    result_json=_dump(result),
-                ),
-            )
+            cmd.record([posting], key, print_, result, reference=reference, description=description)
             return result
 
         return self._run(account_id, key, print_, DebitResult, body)
@@ -517,9 +476,7 @@ class LedgerService:
             hold = store.find_hold(cmd.conn, account_id, reference)
             if hold is None or hold.status != "open" or hold.expires_at_us > cmd.now_us:
                 return  # another worker got there first, or it was extended
-            self._close_hold(
-                cmd, hold, "expired", EntryKind.HOLD_EXPIRED, f"expire-hold:{hold.id}", None
-            )
+            self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED, None, None)
 
         self._run(account_id, None, None, type(None), body)
 
@@ -541,8 +498,8 @@ def _hold_result(hold: store.HoldRow, available_after_micros: int) -> HoldResult
     )
 
 
-def _available_after(cmd: _Command, postings: list[Posting]) -> int:
-    return cmd.state.available_micros + sum(p.available_delta.micros for p in postings)
+def _state_of(hold: store.HoldRow, cmd: _Command) -> str:
+    return "expired" if hold.status == "open" and hold.expires_at_us <= cmd.now_us else hold.status
 
 
 def _dump(result: Any) -> str:

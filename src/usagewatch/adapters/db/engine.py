@@ -41,7 +41,7 @@ class Database:
             self.engine = _sqlite_engine(self.url)
         else:
             self.engine = sa.create_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
             )
 
     @property

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
@@ -25,7 +24,7 @@ from usagewatch.adapters.db.schema import (
     journal_movements,
 )
 from usagewatch.domain.clock import from_micros, to_micros
-from usagewatch.domain.ledger import Lot, LotKind, Posting
+from usagewatch.domain.ledger import USAGE_KINDS, Lot, LotKind, Posting
 from usagewatch.domain.money import Money
 
 BALANCE_CHANNEL = "usagewatch_balance"
@@ -67,36 +66,48 @@ _STATE_COLUMNS = (
 )
 _STATE_FROM = balances.join(accounts, accounts.c.id == balances.c.account_id)
 
+# The statements of the hot paths (every command, every balance read) are built once, here:
+# building a statement per call (coercions, cache key) costs more Python time than running
+# it. Values travel as bind parameters.
+_read_state = (
+    sa.select(*_STATE_COLUMNS)
+    .select_from(_STATE_FROM)
+    .where(balances.c.account_id == sa.bindparam("account"))
+)
+_lock_state = _read_state.with_for_update(of=balances)
+
 
 def lock_account(conn: Connection, account_id: str) -> AccountState | None:
     """Read the balance row and lock it until the transaction ends (PostgreSQL row lock;
     on SQLite the transaction already holds the database's write lock)."""
-    query = sa.select(*_STATE_COLUMNS).select_from(_STATE_FROM)
-    query = query.where(balances.c.account_id == account_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=balances)
-    row = conn.execute(query).one_or_none()
+    query = _lock_state if conn.dialect.name == "postgresql" else _read_state
+    row = conn.execute(query, {"account": account_id}).one_or_none()
     return AccountState(*row) if row is not None else None
 
 
 def read_account_state(conn: Connection, account_id: str) -> AccountState | None:
-    query = sa.select(*_STATE_COLUMNS).select_from(_STATE_FROM)
-    row = conn.execute(query.where(balances.c.account_id == account_id)).one_or_none()
+    row = conn.execute(_read_state, {"account": account_id}).one_or_none()
     return AccountState(*row) if row is not None else None
 
 
+_LOT_COLUMNS = (
+    credit_lots.c.id,
+    credit_lots.c.kind,
+    credit_lots.c.amount_micros,
+    credit_lots.c.remaining_micros,
+    credit_lots.c.held_micros,
+    credit_lots.c.expires_at_us,
+    credit_lots.c.created_seq,
+)
+_OPEN_LOT = (
+    credit_lots.c.account_id == sa.bindparam("account"),
+    credit_lots.c.remaining_micros > 0,
+)
+_open_lots = sa.select(*_LOT_COLUMNS).where(*_OPEN_LOT)
+
+
 def open_lots(conn: Connection, account_id: str) -> list[Lot]:
-    rows = conn.execute(
-        sa.select(
-            credit_lots.c.id,
-            credit_lots.c.kind,
-            credit_lots.c.amount_micros,
-            credit_lots.c.remaining_micros,
-            credit_lots.c.held_micros,
-            credit_lots.c.expires_at_us,
-            credit_lots.c.created_seq,
-        ).where(credit_lots.c.account_id == account_id, credit_lots.c.remaining_micros > 0)
-    )
+    rows = conn.execute(_open_lots, {"account": account_id})
     return [_lot(*row) for row in rows]
 
 
@@ -139,14 +150,36 @@ class PriorEntry:
     result_json: str | None
 
 
-def find_by_idempotency_key(conn: Connection, account_id: str, key: str) -> PriorEntry | None:
-    row = conn.execute(
-        sa.select(journal_entries.c.request_fingerprint, journal_entries.c.result_json).where(
-            journal_entries.c.account_id == account_id,
-            journal_entries.c.idempotency_key == key,
-        )
-    ).one_or_none()
-    return PriorEntry(row[0], row[1]) if row is not None else None
+_PRIOR_COLUMNS = (journal_entries.c.request_fingerprint, journal_entries.c.result_json)
+
+
+def _nulls(columns: Iterable[sa.Column[Any]]) -> list[Any]:
+    return [sa.cast(sa.null(), c.type) for c in columns]
+
+
+# The entry written with this key (part 0, at most one row), then the open lots (part 1).
+_prior_and_open_lots = sa.union_all(
+    sa.select(sa.literal_column("0"), *_PRIOR_COLUMNS, *_nulls(_LOT_COLUMNS)).where(
+        journal_entries.c.account_id == sa.bindparam("account"),
+        journal_entries.c.idempotency_key == sa.bindparam("key"),
+    ),
+    sa.select(sa.literal_column("1"), *_nulls(_PRIOR_COLUMNS), *_LOT_COLUMNS).where(*_OPEN_LOT),
+)
+
+
+def load_book(
+    conn: Connection, account_id: str, key: str | None
+) -> tuple[PriorEntry | None, list[Lot]]:
+    """After lock_account: the entry a command with this idempotency key already wrote (if
+    any) and the account's open lots, in one round trip."""
+    prior = None
+    lots = []
+    for row in conn.execute(_prior_and_open_lots, {"account": account_id, "key": key or ""}):
+        if row[0] == 0:
+            prior = PriorEntry(row[1], row[2])
+        else:
+            lots.append(_lot(*row[3:]))
+    return prior, lots
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +211,65 @@ def apply_posting(
             paid_delta += m.remaining_delta.micros
         else:
             promotional_delta += m.remaining_delta.micros
+    old_version = state.version
+    state.paid_micros += paid_delta - posting.overdraft_delta.micros
+    state.promotional_micros += promotional_delta
+    state.reserved_micros += posting.reserved_delta.micros
+    state.overdraft_micros += posting.overdraft_delta.micros
+    state.next_expiry_at_us = next_expiry_at_us
+    state.version += 1
+    state.updated_at_us = now_us
+    balance = {
+        "account": state.account_id,
+        "old_version": old_version,
+        "version": state.version,
+        "paid": state.paid_micros,
+        "promotional": state.promotional_micros,
+        "reserved": state.reserved_micros,
+        "overdraft": state.overdraft_micros,
+        "next_expiry": state.next_expiry_at_us,
+        "now": now_us,
+    }
+    entry = {
+        "account_id": state.account_id,
+        "version": state.version,
+        "kind": posting.kind.value,
+        "amount_micros": posting.amount.micros,
+        "reserved_delta_micros": posting.reserved_delta.micros,
+        "overdraft_delta_micros": posting.overdraft_delta.micros,
+        "available_after_micros": state.available_micros,
+        "hold_id": meta.hold_id,
+        "lot_id": meta.lot_id,
+        "reference": meta.reference,
+        "description": meta.description,
+        "idempotency_key": meta.idempotency_key,
+        "request_fingerprint": meta.fingerprint,
+        "result_json": meta.result_json,
+        "local_date": meta.local_date,
+        "created_at_us": now_us,
+    }
+    charge = (
+        -posting.amount.micros
+        if posting.kind in USAGE_KINDS and posting.amount.is_negative()
+        else 0
+    )
+    if conn.dialect.name == "postgresql":
+        # One round trip for the whole posting, and the NOTIFY that tells every process's
+        # balance listeners (delivered when the transaction commits, once per transaction).
+        entry_id, updated, _ = conn.execute(
+            _apply_posting_pg,
+            {
+                **balance,
+                **entry,
+                "lot_ids": [m.lot_id for m in posting.movements],
+                "remaining_deltas": [m.remaining_delta.micros for m in posting.movements],
+                "held_deltas": [m.held_delta.micros for m in posting.movements],
+                "channel": BALANCE_CHANNEL,
+                "charge": charge,
+            },
+        ).one()
+        assert updated == 1, "the balance row changed under our lock"
+        return int(entry_id)
     if posting.movements:
         conn.execute(
             _update_lot,
@@ -190,53 +282,12 @@ def apply_posting(
                 for m in posting.movements
             ],
         )
-    old_version = state.version
-    state.paid_micros += paid_delta - posting.overdraft_delta.micros
-    state.promotional_micros += promotional_delta
-    state.reserved_micros += posting.reserved_delta.micros
-    state.overdraft_micros += posting.overdraft_delta.micros
-    state.next_expiry_at_us = next_expiry_at_us
-    state.version += 1
-    state.updated_at_us = now_us
-    updated = conn.execute(
-        _update_balance,
-        {
-            "account": state.account_id,
-            "old_version": old_version,
-            "version": state.version,
-            "paid": state.paid_micros,
-            "promotional": state.promotional_micros,
-            "reserved": state.reserved_micros,
-            "overdraft": state.overdraft_micros,
-            "next_expiry": state.next_expiry_at_us,
-            "now": now_us,
-        },
-    )
+    updated = conn.execute(_update_balance, balance)
     assert updated.rowcount == 1, "the balance row changed under our lock"
-    entry_id = conn.execute(
-        journal_entries.insert().returning(journal_entries.c.id),
-        {
-            "account_id": state.account_id,
-            "version": state.version,
-            "kind": posting.kind.value,
-            "amount_micros": posting.amount.micros,
-            "reserved_delta_micros": posting.reserved_delta.micros,
-            "overdraft_delta_micros": posting.overdraft_delta.micros,
-            "available_after_micros": state.available_micros,
-            "hold_id": meta.hold_id,
-            "lot_id": meta.lot_id,
-            "reference": meta.reference,
-            "description": meta.description,
-            "idempotency_key": meta.idempotency_key,
-            "request_fingerprint": meta.fingerprint,
-            "result_json": meta.result_json,
-            "local_date": meta.local_date,
-            "created_at_us": now_us,
-        },
-    ).scalar_one()
+    entry_id = conn.execute(_insert_entry, entry).scalar_one()
     if posting.movements:
         conn.execute(
-            journal_movements.insert(),
+            _insert_movements,
             [
                 {
                     "entry_id": entry_id,
@@ -246,6 +297,11 @@ def apply_posting(
                 }
                 for m in posting.movements
             ],
+        )
+    if charge:
+        conn.execute(
+            _upsert_daily_charge_sqlite,
+            {"account": state.account_id, "date": meta.local_date, "micros": charge},
         )
     return int(entry_id)
 
@@ -276,19 +332,95 @@ _update_balance = (
     )
 )
 
+_insert_entry = journal_entries.insert().returning(journal_entries.c.id)
+_insert_movements = journal_movements.insert()
 
-def add_daily_charge(conn: Connection, account_id: str, local_date: str, micros: int) -> None:
-    """Add a charge to the account-local day's total (insert or increment)."""
-    assert micros > 0
-    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(daily_charges).values(
-        account_id=account_id, local_date=local_date, charged_micros=micros
+_ENTRY_COLUMNS = (
+    "account_id, version, kind, amount_micros, reserved_delta_micros, overdraft_delta_micros,"
+    " available_after_micros, hold_id, lot_id, reference, description, idempotency_key,"
+    " request_fingerprint, result_json, local_date, created_at_us"
+)
+
+# PostgreSQL: _update_lot, _update_balance, _insert_entry and _insert_movements in one
+# statement (data-modifying CTEs; each runs exactly once, constraints and foreign keys are
+# checked as usual), the day's charge total and the balance NOTIFY. Returns the entry id and how
+# many balance rows were updated.
+_apply_posting_pg = sa.text(
+    f"""
+    WITH moves AS (
+        SELECT m.lot_id, m.remaining_delta, m.held_delta
+        FROM unnest(
+            CAST(:lot_ids AS varchar[]),
+            CAST(:remaining_deltas AS bigint[]),
+            CAST(:held_deltas AS bigint[])
+        ) AS m (lot_id, remaining_delta, held_delta)
+    ), lots AS (
+        UPDATE credit_lots
+        SET remaining_micros = credit_lots.remaining_micros + moves.remaining_delta,
+            held_micros = credit_lots.held_micros + moves.held_delta
+        FROM moves
+        WHERE credit_lots.id = moves.lot_id
+    ), balance AS (
+        UPDATE balances
+        SET paid_micros = :paid, promotional_micros = :promotional,
+            reserved_micros = :reserved, overdraft_micros = :overdraft,
+            next_expiry_at_us = :next_expiry, version = :version, updated_at_us = :now
+        WHERE account_id = :account AND version = :old_version
+        RETURNING 1
+    ), entry AS (
+        INSERT INTO journal_entries ({_ENTRY_COLUMNS})
+        VALUES ({", ".join(":" + c.strip() for c in _ENTRY_COLUMNS.split(","))})
+        RETURNING id
+    ), moved AS (
+        INSERT INTO journal_movements
+            (entry_id, lot_id, remaining_delta_micros, held_delta_micros)
+        SELECT entry.id, moves.lot_id, moves.remaining_delta, moves.held_delta
+        FROM entry CROSS JOIN moves
+    ), charged AS (
+        INSERT INTO daily_charges (account_id, local_date, charged_micros)
+        SELECT :account, :local_date, CAST(:charge AS bigint) WHERE CAST(:charge AS bigint) > 0
+        ON CONFLICT (account_id, local_date)
+        DO UPDATE SET charged_micros = daily_charges.charged_micros + EXCLUDED.charged_micros
     )
-    stmt = stmt.on_conflict_do_update(
+    SELECT entry.id, (SELECT count(*) FROM balance), pg_notify(:channel, :account) FROM entry
+    """
+)
+
+
+def _upsert_daily_charge(insert: Any) -> Any:
+    stmt = insert(daily_charges).values(
+        account_id=sa.bindparam("account"),
+        local_date=sa.bindparam("date"),
+        charged_micros=sa.bindparam("micros"),
+    )
+    return stmt.on_conflict_do_update(
         index_elements=[daily_charges.c.account_id, daily_charges.c.local_date],
         set_={"charged_micros": daily_charges.c.charged_micros + stmt.excluded.charged_micros},
     )
-    conn.execute(stmt)
+
+
+_upsert_daily_charge_sqlite = _upsert_daily_charge(sqlite_insert)
+
+
+_usage_totals = sa.select(
+    sa.func.coalesce(
+        sa.func.sum(
+            sa.case(
+                (
+                    daily_charges.c.local_date == sa.bindparam("today"),
+                    daily_charges.c.charged_micros,
+                ),
+                else_=0,
+            )
+        ),
+        0,
+    ),
+    sa.func.coalesce(sa.func.sum(daily_charges.c.charged_micros), 0),
+).where(
+    daily_charges.c.account_id == sa.bindparam("account"),
+    daily_charges.c.local_date >= sa.bindparam("month_start"),
+    daily_charges.c.local_date <= sa.bindparam("today"),
+)
 
 
 def usage_totals(
@@ -296,45 +428,28 @@ def usage_totals(
 ) -> tuple[int, int]:
     """(today's charges, this month's charges) in micro-units; reads at most 31 rows."""
     row = conn.execute(
-        sa.select(
-            sa.func.coalesce(
-                sa.func.sum(
-                    sa.case(
-                        (daily_charges.c.local_date == today, daily_charges.c.charged_micros),
-                        else_=0,
-                    )
-                ),
-                0,
-            ),
-            sa.func.coalesce(sa.func.sum(daily_charges.c.charged_micros), 0),
-        ).where(
-            daily_charges.c.account_id == account_id,
-            daily_charges.c.local_date >= month_start,
-            daily_charges.c.local_date <= today,
-        )
+        _usage_totals, {"account": account_id, "month_start": month_start, "today": today}
     ).one()
     return int(row[0]), int(row[1])
 
 
+_promotional_expiries = (
+    sa.select(credit_lots.c.expires_at_us, sa.func.sum(credit_lots.c.remaining_micros))
+    .where(
+        credit_lots.c.account_id == sa.bindparam("account"),
+        credit_lots.c.remaining_micros > 0,
+        credit_lots.c.kind == LotKind.PROMOTIONAL.value,
+        credit_lots.c.expires_at_us > sa.bindparam("now"),
+    )
+    .group_by(credit_lots.c.expires_at_us)
+    .order_by(credit_lots.c.expires_at_us)
+)
+
+
 def promotional_expiries(conn: Connection, account_id: str, now_us: int) -> list[tuple[int, int]]:
     """[(expires_at_us, remaining_micros)] of unexpired promotional money, soonest first."""
-    rows = conn.execute(
-        sa.select(credit_lots.c.expires_at_us, sa.func.sum(credit_lots.c.remaining_micros))
-        .where(
-            credit_lots.c.account_id == account_id,
-            credit_lots.c.remaining_micros > 0,
-            credit_lots.c.kind == LotKind.PROMOTIONAL.value,
-            credit_lots.c.expires_at_us > now_us,
-        )
-        .group_by(credit_lots.c.expires_at_us)
-        .order_by(credit_lots.c.expires_at_us)
-    )
+    rows = conn.execute(_promotional_expiries, {"account": account_id, "now": now_us})
     return [(int(r[0]), int(r[1])) for r in rows]
-
-
-def notify_balance_changed(conn: Connection, account_id: str) -> None:
-    """PostgreSQL: NOTIFY listeners in every process when this transaction commits."""
-    conn.execute(sa.select(sa.func.pg_notify(BALANCE_CHANNEL, account_id)))
 
 
 # -- holds ------------------------------------------------------------------------------
@@ -387,7 +502,7 @@ def due_holds(conn: Connection, now_us: int, limit: int) -> list[tuple[str, str]
     rows = conn.execute(
         sa.select(holds.c.account_id, holds.c.reference)
         .where(holds.c.status == "open", holds.c.expires_at_us <= now_us)
-        .order_by(holds.c.expires_at_us)
+        .order_by(holds.c.expires_at_us, holds.c.created_at_us, holds.c.id)
         .limit(limit)
     )
     return [(r[0], r[1]) for r in rows]
