@@ -116,3 +116,72 @@ def container(database_url: str, clock: ManualClock) -> Iterator[Container]:
 def client(container: Container) -> Iterator[TestClient]:
     with TestClient(create_app(container, run_sweeper=False)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def live_server(container: Container) -> Iterator[str]:
+    """The app served by a real uvicorn in a background thread on a free loopback port
+    (for what TestClient cannot show: streamed request bodies, Server-Sent Events).
+    Yields the base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(container),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+from collections.abc import Callable  # noqa: E402  (appended helper; see fresh_container)
+
+
+@pytest.fixture(params=ENGINES)
+def fresh_container(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[ManualClock], Container]]:
+    """A factory of containers, each on its own empty migrated database, for tests that
+    need many clean databases in one test (a hypothesis state machine: one per example).
+    SQLite: a fresh copy of the template each call; PostgreSQL: the tables truncated (so
+    close the previous container first). Every container built is closed at the end."""
+    engine = request.param
+    source = request.getfixturevalue("sqlite_template" if engine == "sqlite" else "postgres_url")
+    built: list[Container] = []
+
+    def make(clock: ManualClock) -> Container:
+        if engine == "sqlite":
+            target = tmp_path / f"example-{len(built)}.db"
+            shutil.copyfile(source, target)
+            url = f"sqlite:///{target}"
+        else:
+            url = str(source)
+            _truncate_postgres(url)
+        c = build(Settings(database_url=url, test_clock=True), ADMIN_TOKEN, clock=clock)
+        built.append(c)
+        return c
+
+    yield make
+    for c in built:
+        c.close()

@@ -44,7 +44,7 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        strict_content_type=False,  # a JSON body is read as JSON whatever its Content-Type
+        strict_content_type=False,  # a body without Content-Type is read as JSON too
         responses={"default": {"description": "error envelope", "model": None}},
     )
     app.state.container = c
@@ -55,8 +55,9 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(credits.router)
     app.include_router(ops.router)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # The last added runs first: metrics see every response, 413s from the limit included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=c.settings.max_request_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from usagewatch.domain.errors import CODES, UsageWatchError
 
@@ -21,13 +24,21 @@ _PYDANTIC_CODES = {
 _MALFORMED = {"json_invalid", "model_attributes_type", "dict_type", "model_type"}
 
 
-def envelope(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+def envelope(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     assert code in CODES, code
     body: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
-    headers = {"WWW-Authenticate": 'Basic realm="usagewatch", Bearer'} if status == 401 else None
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    all_headers = dict(headers or {})
+    if status == 401:
+        all_headers["WWW-Authenticate"] = 'Basic realm="usagewatch", Bearer'
+    return JSONResponse({"error": body}, status_code=status, headers=all_headers or None)
 
 
 def _field(loc: tuple[Any, ...]) -> str | None:
@@ -45,7 +56,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0]
     kind = str(first.get("type", ""))
     loc = tuple(first.get("loc", ()))
-    if kind in _MALFORMED and len(loc) <= 2:
+    if (kind in _MALFORMED and len(loc) <= 2) or (kind == "missing" and loc == ("body",)):
         return envelope(
             400, "malformed_json", "the body must be a JSON object sent as application/json"
         )
@@ -56,12 +67,30 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return envelope(422, code, message, _field(loc))
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method the path accepts (Starlette's own Allow names only the first route)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.path and route.methods and compile_path(route.path)[0].match(request.url.path):
+            methods.update(route.methods)
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 405:
-        return envelope(405, "method_not_allowed", "method not allowed on this route")
+    if exc.status_code == 405:  # with the Allow header that RFC 9110 requires
+        return envelope(
+            405,
+            "method_not_allowed",
+            "method not allowed on this route",
+            headers={"Allow": _allowed_methods(request)},
+        )
     if exc.status_code == 404:
         return envelope(404, "not_found", "no such route")
+    if exc.status_code == 400:  # FastAPI could not read the body (e.g. it is not UTF-8)
+        return envelope(
+            400, "malformed_json", "the body must be a JSON object sent as application/json"
+        )
     return envelope(exc.status_code, "validation_error", str(exc.detail))
 
 

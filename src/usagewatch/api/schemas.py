@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -12,6 +13,7 @@ from usagewatch.domain.clock import format_instant, from_micros
 from usagewatch.domain.money import Money, MoneyFormatError
 
 MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]{1,6})?$"
+# A plain decimal string of any size: one too long for Money.parse is too large, not malformed.
 
 
 def _money(value: object) -> Money:
@@ -65,6 +67,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _role_check(*allowed: str) -> Callable[[object], str]:
+    """A role validator whose bad values get the documented `invalid_role` code."""
+
+    def check(value: object) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            raise PydanticCustomError("invalid_role", f"role is one of: {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+KEY_ROLES = ("admin", "owner", "viewer", "platform")
+USER_ROLES = ("owner", "viewer")
+KeyRole = Annotated[
+    str,
+    PlainValidator(_role_check(*KEY_ROLES)),
+    WithJsonSchema({"type": "string", "enum": KEY_ROLES}),
+]
+UserRole = Annotated[
+    str,
+    PlainValidator(_role_check(*USER_ROLES)),
+    WithJsonSchema({"type": "string", "enum": USER_ROLES}),
+]
+
+
 # -- accounts -------------------------------------------------------------------------------
 class AccountCreate(Strict):
     id: str | None = Field(None, description="client-chosen id (like an Exotel AccountSid)")
@@ -83,7 +110,7 @@ class AccountOut(BaseModel):
 
 
 class ApiKeyCreate(Strict):
-    role: Literal["admin", "owner", "viewer", "platform"]
+    role: KeyRole
 
 
 class ApiKeyOut(BaseModel):
@@ -95,7 +122,7 @@ class ApiKeyOut(BaseModel):
 class UserCreate(Strict):
     email: str = Field(max_length=254)
     password: str = Field(max_length=1024)
-    role: Literal["owner", "viewer"] = "viewer"
+    role: UserRole = "viewer"
 
 
 class UserOut(BaseModel):

@@ -17,7 +17,7 @@ from usagewatch.api.schemas import (
     instant,
 )
 from usagewatch.bootstrap import Container
-from usagewatch.domain.accounts import Principal
+from usagewatch.domain.accounts import Principal, check_account_id
 from usagewatch.service.accounts import Account
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts and keys"])
@@ -40,6 +40,8 @@ def create_account(
     _: Principal = Depends(admin_only),
     c: Container = Depends(container),
 ) -> AccountOut:
+    if body.id is not None:  # "" is a bad id, not a request for a generated one
+        check_account_id(body.id)
     account = c.accounts.create_account(body.name, body.id, body.currency, body.timezone)
     return account_out(account)
 

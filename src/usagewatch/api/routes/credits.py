@@ -183,6 +183,9 @@ async def _balance_events(
     request: Request, c: Container, account_id: str, first: BalanceView
 ) -> AsyncIterator[str]:
     sub = c.feed.subscribe(account_id)
+    # `first` was read before subscribing: a change committed in between woke nobody, so
+    # look once more after the first event (it is sent only if the balance differs).
+    sub.event.set()
     try:
         view = first
         last = None
