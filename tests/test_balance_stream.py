@@ -313,7 +313,7 @@ def _cross_process(request: pytest.FixtureRequest) -> None:
 
 
 def test_a_change_by_another_process_arrives_within_a_second(
-    request: pytest.FixtureRequest,
+    request: pytest.FixtureRequest, database_url: str
 ) -> None:
     """PostgreSQL: LISTEN/NOTIFY. SQLite: the data_version watcher."""
     _cross_process(request)

@@ -5,7 +5,7 @@ the per-day charge totals (at most 31 rows)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -68,26 +68,29 @@ class Queries:
 
     def balance(self, account_id: str) -> BalanceView:
         now = self.clock.now()
-        now_us = to_micros(now)
-        with self.db.read() as conn:
-            state = store.read_account_state(conn, account_id)
-            if state is None:
-                raise NotFound("account_not_found", f"no account {account_id!r}")
-            if state.next_expiry_at_us is not None and state.next_expiry_at_us <= now_us:
-                state = None  # promotional credit fell due: forfeit it first (below)
-            else:
-                return self._view(conn, state, now)
-        self.ledger.expire_account(account_id)
-        with self.db.read() as conn:
-            state = store.read_account_state(conn, account_id)
-            assert state is not None
-            return self._view(conn, state, now)
+        # Account-local dates are within a day of the UTC date; 33 days cover any month.
+        since = (now.date() - timedelta(days=33)).isoformat()
+        for attempt in range(2):
+            with self.db.read() as conn:
+                found = store.read_balance_with_days(conn, account_id, since)
+                if found is None:
+                    raise NotFound("account_not_found", f"no account {account_id!r}")
+                state, days = found
+                due = state.next_expiry_at_us
+                if attempt == 0 and due is not None and due <= to_micros(now):
+                    pass  # promotional credit fell due: forfeit it first, then read again
+                else:
+                    return self._view(conn, state, days, now)
+            self.ledger.expire_account(account_id)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _view(self, conn: sa.Connection, state: store.AccountState, now: datetime) -> BalanceView:
-        today = local_date(now, state.timezone)
-        today_usage, month_usage = store.usage_totals(
-            conn, state.account_id, today.replace(day=1).isoformat(), today.isoformat()
-        )
+    def _view(
+        self, conn: sa.Connection, state: store.AccountState, days: dict[str, int], now: datetime
+    ) -> BalanceView:
+        today = local_date(now, state.timezone).isoformat()
+        month_start = today[:8] + "01"
+        today_usage = days.get(today, 0)
+        month_usage = sum(v for day, v in days.items() if month_start <= day <= today)
         expiries = (
             store.promotional_expiries(conn, state.account_id, to_micros(now))
             if state.promotional_micros

@@ -402,35 +402,33 @@ def _upsert_daily_charge(insert: Any) -> Any:
 _upsert_daily_charge_sqlite = _upsert_daily_charge(sqlite_insert)
 
 
-_usage_totals = sa.select(
-    sa.func.coalesce(
-        sa.func.sum(
-            sa.case(
-                (
-                    daily_charges.c.local_date == sa.bindparam("today"),
-                    daily_charges.c.charged_micros,
-                ),
-                else_=0,
-            )
-        ),
-        0,
-    ),
-    sa.func.coalesce(sa.func.sum(daily_charges.c.charged_micros), 0),
-).where(
-    daily_charges.c.account_id == sa.bindparam("account"),
-    daily_charges.c.local_date >= sa.bindparam("month_start"),
-    daily_charges.c.local_date <= sa.bindparam("today"),
+# The balance row with the account's day totals since a date, in one round trip (the
+# caller picks today's and this month's once it knows the account's time zone).
+_balance_with_days = (
+    sa.select(*_STATE_COLUMNS, daily_charges.c.local_date, daily_charges.c.charged_micros)
+    .select_from(
+        _STATE_FROM.outerjoin(
+            daily_charges,
+            sa.and_(
+                daily_charges.c.account_id == balances.c.account_id,
+                daily_charges.c.local_date >= sa.bindparam("since"),
+            ),
+        )
+    )
+    .where(balances.c.account_id == sa.bindparam("account"))
 )
 
 
-def usage_totals(
-    conn: Connection, account_id: str, month_start: str, today: str
-) -> tuple[int, int]:
-    """(today's charges, this month's charges) in micro-units; reads at most 31 rows."""
-    row = conn.execute(
-        _usage_totals, {"account": account_id, "month_start": month_start, "today": today}
-    ).one()
-    return int(row[0]), int(row[1])
+def read_balance_with_days(
+    conn: Connection, account_id: str, since: str
+) -> tuple[AccountState, dict[str, int]] | None:
+    """The account's balance row and {local date: charged micros} for days >= since."""
+    rows = conn.execute(_balance_with_days, {"account": account_id, "since": since}).all()
+    if not rows:
+        return None
+    width = len(_STATE_COLUMNS)
+    days = {row[width]: int(row[width + 1]) for row in rows if row[width] is not None}
+    return AccountState(*rows[0][:width]), days
 
 
 _promotional_expiries = (
