@@ -13,7 +13,9 @@ from usagewatch.domain.clock import Clock, ManualClock, SystemClock
 from usagewatch.service.accounts import AccountService
 from usagewatch.service.ledger import LedgerService
 from usagewatch.service.queries import Queries
+from usagewatch.service.rates import RateService, platform_card
 from usagewatch.service.scheduler import Scheduler
+from usagewatch.service.usage import UsageService
 
 
 @dataclass
@@ -26,6 +28,8 @@ class Container:
     ledger: LedgerService
     queries: Queries
     scheduler: Scheduler
+    rates: RateService
+    usage: UsageService
     test_clock: ManualClock | None = field(default=None)
 
     def close(self) -> None:
@@ -52,6 +56,7 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         test_clock = clock
     feed = BalanceFeed(db)
     ledger = LedgerService(db, clock, on_balance_change=feed.publish_local)
+    rates = RateService(db, clock, platform_card(settings.default_rates_json))
     return Container(
         settings=settings,
         db=db,
@@ -61,5 +66,7 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         ledger=ledger,
         queries=Queries(db, clock, ledger),
         scheduler=Scheduler(ledger, clock, test_clock),
+        rates=rates,
+        usage=UsageService(db, clock, ledger, rates),
         test_clock=test_clock,
     )

@@ -28,3 +28,6 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(1.0, gt=0, le=60, description="expiry sweeper period")
     db_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections per process")
     log_level: str = Field("info", description="uvicorn log level")
+    default_rates_json: str | None = Field(
+        None, description="platform default rate card (API rates shape, JSON); partial is fine"
+    )

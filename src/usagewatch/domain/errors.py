@@ -39,6 +39,7 @@ CODES: dict[str, str] = {
     "account_not_found": "No such account (or it belongs to someone else).",
     "api_key_not_found": "No such API key on this account.",
     "hold_not_found": "No such hold on this account.",
+    "sms_not_found": "No SMS with this sms_sid on this account.",
     # 405
     "method_not_allowed": "The route exists but not with this HTTP method.",
     # 409
@@ -70,6 +71,14 @@ CODES: dict[str, str] = {
     "weak_password": "Passwords need at least 12 characters.",
     "invalid_limit": "`limit` must be between 1 and 1000.",
     "invalid_duration": "A duration in seconds out of its documented range.",
+    "invalid_units": "SMS units must be a whole number from 1 to 10.",
+    "sms_too_long": "The SMS body needs more than 10 units (segments).",
+    "invalid_sms_type": "The SMS type is not transactional, promotional or service.",
+    "invalid_whatsapp_category": "Not a WhatsApp category: marketing, utility, authentication…",
+    "invalid_status": "Not a status this endpoint accepts; the message lists them.",
+    "invalid_call_direction": "The call direction is not outbound or inbound.",
+    "invalid_rate": "A price in the rate card is negative or over 1,000,000 units.",
+    "invalid_pulse_seconds": "pulse_seconds must be a whole number from 1 to 3600.",
     # 500 / 503
     "internal_error": "An unexpected fault; nothing was changed. Retry with the same key.",
     "not_ready": "The database is unreachable or its migrations are not current.",

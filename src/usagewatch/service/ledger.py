@@ -74,7 +74,7 @@ class DebitResult:
 
 
 @dataclass
-class _Command:
+class Command:
     """What a command body works with, under the account lock."""
 
     conn: Connection
@@ -183,14 +183,17 @@ class LedgerService:
         self._on_entry = on_entry
 
     # -- the command skeleton ----------------------------------------------------------
-    def _run(
+    def run_command(
         self,
         account_id: str,
         key: str | None,
         print_: str | None,
         result_type: type[R],
-        body: Callable[[_Command], R],
+        body: Callable[[Command], R],
     ) -> R:
+        """Run one money-moving command in one transaction: lock the account, answer a replay
+        of `key` from the journal (409 if `print_` differs), forfeit what fell due, run
+        `body`, commit, tell listeners. Other services compose their commands with it."""
         with self.db.write() as conn:
             state = store.lock_account(conn, account_id)
             if state is None:
@@ -205,7 +208,7 @@ class LedgerService:
                 return result_type(**json.loads(prior.result_json))
             version_before = state.version
             book = Book.of(lots, Money(state.overdraft_micros))
-            command = _Command(conn, state, book, self.clock.now())
+            command = Command(conn, state, book, self.clock.now())
             command.expire_due_lots()
             result = body(command)
             command.book.assert_settled(command.now)
@@ -250,7 +253,7 @@ class LedgerService:
             }
         )
 
-        def body(cmd: _Command) -> CreditResult:
+        def body(cmd: Command) -> CreditResult:
             if expires_at is not None and expires_at <= cmd.now:
                 raise Invalid(
                     "expires_at_in_past", "expires_at must be in the future", "expires_at"
@@ -283,7 +286,7 @@ class LedgerService:
             cmd.record([posting], key, print_, result, lot_id=lot.id, description=description)
             return result
 
-        return self._run(account_id, key, print_, CreditResult, body)
+        return self.run_command(account_id, key, print_, CreditResult, body)
 
     # -- holds -------------------------------------------------------------------------
     # A hold past its TTL is expired, whether or not the sweeper has reached it yet: every
@@ -298,7 +301,7 @@ class LedgerService:
         key = f"hold:{reference}"
         print_ = fingerprint({"amount": amount.micros, "ttl": ttl_seconds})
 
-        def body(cmd: _Command) -> HoldResult:
+        def body(cmd: Command) -> HoldResult:
             if store.find_hold(cmd.conn, account_id, reference) is not None:
                 raise Conflict("idempotency_key_reused", f"a hold for {reference!r} exists")
             posting = cmd.book.hold(amount, cmd.now)
@@ -318,7 +321,7 @@ class LedgerService:
             cmd.record([posting], key, print_, result, hold=hold)
             return result
 
-        return self._run(account_id, key, print_, HoldResult, body)
+        return self.run_command(account_id, key, print_, HoldResult, body)
 
     def extend_hold(
         self, account_id: str, reference: str, amount: Money, ttl_seconds: int, step: str
@@ -330,7 +333,7 @@ class LedgerService:
         key = f"extend:{reference}:{step}"
         print_ = fingerprint({"amount": amount.micros, "ttl": ttl_seconds})
 
-        def body(cmd: _Command) -> HoldResult:
+        def body(cmd: Command) -> HoldResult:
             hold = self._find_hold(cmd, reference)
             if hold.status != "open" or hold.expires_at_us <= cmd.now_us:
                 raise Conflict("hold_closed", f"hold {reference!r} is {_state_of(hold, cmd)}")
@@ -342,7 +345,7 @@ class LedgerService:
             cmd.record([posting], key, print_, result, hold=hold)
             return result
 
-        return self._run(account_id, key, print_, HoldResult, body)
+        return self.run_command(account_id, key, print_, HoldResult, body)
 
     def capture_hold(self, account_id: str, reference: str, price: Money) -> HoldResult:
         """Charge `price` against the hold and release the rest. Above the hold, the excess
@@ -354,7 +357,7 @@ class LedgerService:
         key = f"capture:{reference}"
         print_ = fingerprint({"price": price.micros})
 
-        def body(cmd: _Command) -> HoldResult:
+        def body(cmd: Command) -> HoldResult:
             hold = self._find_hold(cmd, reference)
             if hold.status == "open" and hold.expires_at_us <= cmd.now_us:
                 self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED, None, None)
@@ -373,7 +376,7 @@ class LedgerService:
             cmd.record(postings, key, print_, result, hold=hold)
             return result
 
-        return self._run(account_id, key, print_, HoldResult, body)
+        return self.run_command(account_id, key, print_, HoldResult, body)
 
     def release_hold(self, account_id: str, reference: str) -> HoldResult:
         """Return the whole hold (the call failed or never connected). A hold already past
@@ -381,7 +384,7 @@ class LedgerService:
         key = f"release:{reference}"
         print_ = fingerprint({})
 
-        def body(cmd: _Command) -> HoldResult:
+        def body(cmd: Command) -> HoldResult:
             hold = self._find_hold(cmd, reference)
             if hold.status != "open":
                 raise Conflict("hold_closed", f"hold {reference!r} is already {hold.status}")
@@ -389,9 +392,9 @@ class LedgerService:
                 return self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED, key, print_)
             return self._close_hold(cmd, hold, "released", EntryKind.RELEASE, key, print_)
 
-        return self._run(account_id, key, print_, HoldResult, body)
+        return self.run_command(account_id, key, print_, HoldResult, body)
 
-    def _find_hold(self, cmd: _Command, reference: str) -> store.HoldRow:
+    def _find_hold(self, cmd: Command, reference: str) -> store.HoldRow:
         hold = store.find_hold(cmd.conn, cmd.state.account_id, reference)
         if hold is None:
             raise NotFound("hold_not_found", f"no hold {reference!r}")
@@ -399,7 +402,7 @@ class LedgerService:
 
     def _close_hold(
         self,
-        cmd: _Command,
+        cmd: Command,
         hold: store.HoldRow,
         status: str,
         kind: EntryKind,
@@ -435,7 +438,7 @@ class LedgerService:
         key = f"debit:{reference}"
         print_ = fingerprint({"amount": amount.micros, "overrun": allow_overrun})
 
-        def body(cmd: _Command) -> DebitResult:
+        def body(cmd: Command) -> DebitResult:
             overdraft_before = cmd.book.overdraft
             posting = cmd.book.debit(amount, cmd.now, allow_overrun)
             result = DebitResult(
@@ -447,7 +450,7 @@ class LedgerService:
             cmd.record([posting], key, print_, result, reference=reference, description=description)
             return result
 
-        return self._run(account_id, key, print_, DebitResult, body)
+        return self.run_command(account_id, key, print_, DebitResult, body)
 
     # -- time-driven work --------------------------------------------------------------
     def run_due_work(self) -> int:
@@ -469,16 +472,16 @@ class LedgerService:
     def expire_account(self, account_id: str) -> None:
         """Forfeit the account's promotional credit whose expiry has come (every command
         does this first; this runs it alone)."""
-        self._run(account_id, None, None, type(None), lambda cmd: None)
+        self.run_command(account_id, None, None, type(None), lambda cmd: None)
 
     def _expire_hold(self, account_id: str, reference: str) -> None:
-        def body(cmd: _Command) -> None:
+        def body(cmd: Command) -> None:
             hold = store.find_hold(cmd.conn, account_id, reference)
             if hold is None or hold.status != "open" or hold.expires_at_us > cmd.now_us:
                 return  # another worker got there first, or it was extended
             self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED, None, None)
 
-        self._run(account_id, None, None, type(None), body)
+        self.run_command(account_id, None, None, type(None), body)
 
     def next_due_at(self) -> datetime | None:
         with self.db.read() as conn:
@@ -498,7 +501,7 @@ def _hold_result(hold: store.HoldRow, available_after_micros: int) -> HoldResult
     )
 
 
-def _state_of(hold: store.HoldRow, cmd: _Command) -> str:
+def _state_of(hold: store.HoldRow, cmd: Command) -> str:
     return "expired" if hold.status == "open" and hold.expires_at_us <= cmd.now_us else hold.status
 
 

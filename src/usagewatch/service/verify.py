@@ -1,4 +1,5 @@
-"""`usagewatch verify`: recompute every cached figure from the journal and list differences."""
+"""`usagewatch verify`: recompute every cached figure from the journal (balances, lots, day
+totals) and every usage rollup from the usage records, and list the differences."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from usagewatch.adapters.db.schema import (
     holds,
     journal_entries,
     journal_movements,
+    usage_records,
+    usage_rollups,
 )
 from usagewatch.domain.ledger import USAGE_KINDS
 
@@ -192,4 +195,52 @@ def verify(db: Database, account_id: str | None = None) -> list[str]:
                     f"account {key[0]}: usage on {key[1]} cached "
                     f"{cached.get(key, 0)} but journal says {usage.get(key, 0)}"
                 )
+        problems += _rollup_problems(conn, account_id)
     return problems
+
+
+def _rollup_problems(conn: sa.Connection, account_id: str | None) -> list[str]:
+    """Every daily rollup equals a recomputation from the usage records."""
+    u, r = usage_records, usage_rollups
+    group = (
+        u.c.account_id,
+        u.c.local_date,
+        u.c.service,
+        u.c.sub_type,
+        sa.func.coalesce(u.c.consumer, ""),
+        sa.func.coalesce(u.c.campaign_id, ""),
+    )
+    query = sa.select(
+        *group,
+        sa.func.count(),
+        sa.func.sum(u.c.quantity),
+        sa.func.sum(sa.func.coalesce(u.c.duration_seconds, 0)),
+        sa.func.sum(u.c.price_micros),
+        sa.func.sum(sa.case((u.c.status == "delivered", 1), else_=0)),
+    ).group_by(*group)
+    rollup_query = sa.select(
+        r.c.account_id,
+        r.c.local_date,
+        r.c.service,
+        r.c.sub_type,
+        r.c.consumer,
+        r.c.campaign_id,
+        r.c.records,
+        r.c.quantity,
+        r.c.duration_seconds,
+        r.c.cost_micros,
+        r.c.delivered,
+    )
+    if account_id is not None:
+        query = query.where(u.c.account_id == account_id)
+        rollup_query = rollup_query.where(r.c.account_id == account_id)
+    expected = {tuple(row[:6]): tuple(int(v) for v in row[6:]) for row in conn.execute(query)}
+    cached = {tuple(row[:6]): tuple(int(v) for v in row[6:]) for row in conn.execute(rollup_query)}
+    zero = (0, 0, 0, 0, 0)
+    return [
+        f"account {key[0]}: rollup {'/'.join(str(k) for k in key[1:] if k)} cached "
+        f"(records, quantity, seconds, cost, delivered) {cached.get(key, zero)} "
+        f"but usage records say {expected.get(key, zero)}"
+        for key in sorted(set(expected) | set(cached))
+        if expected.get(key, zero) != cached.get(key, zero)
+    ]

@@ -214,3 +214,66 @@ users = sa.Table(
     sa.CheckConstraint(_in("role", USER_ROLES), name="role"),
     sa.CheckConstraint("email = lower(email)", name="email_lower"),
 )
+
+# -- rating and usage (issue 3) -----------------------------------------------------------------
+SERVICES = ("voice", "sms", "whatsapp", "number", "agent_seat")
+
+rate_cards = sa.Table(
+    "rate_cards",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    # The account's overrides in the API's rates shape; unset entries use platform defaults.
+    sa.Column("overrides_json", sa.Text, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+)
+
+usage_records = sa.Table(
+    "usage_records",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("service", sa.String(16), nullable=False),
+    sa.Column("sub_type", sa.String(32), nullable=False),
+    sa.Column("natural_id", sa.String(128), nullable=False),  # call_sid, sms_sid, ...
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("consumer", sa.String(128), nullable=True),
+    sa.Column("campaign_id", sa.String(64), nullable=True),
+    sa.Column("from_number", sa.String(32), nullable=True),
+    sa.Column("to_number", sa.String(32), nullable=True),
+    sa.Column("quantity", sa.BigInteger, nullable=False),  # pulses, SMS units, 1
+    sa.Column("duration_seconds", sa.BigInteger, nullable=True),
+    sa.Column("price_micros", sa.BigInteger, nullable=False),
+    sa.Column("local_date", sa.String(10), nullable=False),
+    sa.Column("occurred_at_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.Column("request_fingerprint", sa.String(64), nullable=False),
+    sa.CheckConstraint(_in("service", SERVICES), name="service"),
+    sa.CheckConstraint("quantity >= 0", name="quantity"),
+    sa.CheckConstraint("price_micros >= 0", name="price"),
+    sa.CheckConstraint("duration_seconds IS NULL OR duration_seconds >= 0", name="duration"),
+    sa.UniqueConstraint("account_id", "service", "natural_id"),
+)
+sa.Index("ix_usage_records_account_date", usage_records.c.account_id, usage_records.c.local_date)
+
+# Daily rollups, updated in the same transaction as the charge; '' = no consumer/campaign.
+usage_rollups = sa.Table(
+    "usage_rollups",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("local_date", sa.String(10), primary_key=True),
+    sa.Column("service", sa.String(16), primary_key=True),
+    sa.Column("sub_type", sa.String(32), primary_key=True),
+    sa.Column("consumer", sa.String(128), primary_key=True),
+    sa.Column("campaign_id", sa.String(64), primary_key=True),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("duration_seconds", sa.BigInteger, nullable=False),
+    sa.Column("cost_micros", sa.BigInteger, nullable=False),
+    sa.Column("delivered", sa.BigInteger, nullable=False),  # SMS reported delivered
+    sa.CheckConstraint(_in("service", SERVICES), name="service"),
+    sa.CheckConstraint(
+        "records >= 0 AND quantity >= 0 AND duration_seconds >= 0 AND cost_micros >= 0"
+        " AND delivered >= 0 AND delivered <= records",
+        name="not_negative",
+    ),
+)

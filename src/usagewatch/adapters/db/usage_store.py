@@ -1,0 +1,150 @@
+"""SQL for rate cards, usage records and daily rollups. Functions take the transaction's
+connection; the usage service runs them inside the ledger command that charges the usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from usagewatch.adapters.db.schema import rate_cards, usage_records, usage_rollups
+
+
+# -- rate cards ---------------------------------------------------------------------------
+def read_rate_overrides(conn: Connection, account_id: str) -> str | None:
+    return conn.execute(
+        sa.select(rate_cards.c.overrides_json).where(rate_cards.c.account_id == account_id)
+    ).scalar()
+
+
+def write_rate_overrides(
+    conn: Connection, account_id: str, overrides_json: str, now_us: int
+) -> None:
+    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(rate_cards).values(
+        account_id=account_id, overrides_json=overrides_json, updated_at_us=now_us
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[rate_cards.c.account_id],
+            set_={
+                "overrides_json": stmt.excluded.overrides_json,
+                "updated_at_us": stmt.excluded.updated_at_us,
+            },
+        )
+    )
+
+
+# -- usage records ------------------------------------------------------------------------
+@dataclass(slots=True)
+class UsageRecord:
+    id: int | None
+    account_id: str
+    service: str
+    sub_type: str
+    natural_id: str
+    status: str
+    consumer: str | None
+    campaign_id: str | None
+    from_number: str | None
+    to_number: str | None
+    quantity: int
+    duration_seconds: int | None
+    price_micros: int
+    local_date: str
+    occurred_at_us: int
+    updated_at_us: int
+    request_fingerprint: str
+
+
+def find_record(
+    conn: Connection, account_id: str, service: str, natural_id: str
+) -> UsageRecord | None:
+    row = conn.execute(
+        sa.select(*usage_records.c).where(
+            usage_records.c.account_id == account_id,
+            usage_records.c.service == service,
+            usage_records.c.natural_id == natural_id,
+        )
+    ).one_or_none()
+    return UsageRecord(*row) if row is not None else None
+
+
+def insert_record(conn: Connection, record: UsageRecord) -> int:
+    values = {c.name: getattr(record, c.name) for c in usage_records.c if c.name != "id"}
+    record.id = int(
+        conn.execute(usage_records.insert().returning(usage_records.c.id), values).scalar_one()
+    )
+    return record.id
+
+
+def update_record(conn: Connection, record: UsageRecord) -> None:
+    values = {c.name: getattr(record, c.name) for c in usage_records.c if c.name != "id"}
+    conn.execute(usage_records.update().where(usage_records.c.id == record.id).values(**values))
+
+
+def add_to_rollup(
+    conn: Connection,
+    record: UsageRecord,
+    *,
+    records: int,
+    quantity: int,
+    duration_seconds: int,
+    cost_micros: int,
+) -> None:
+    """Add to the record's day/service/sub-type/consumer/campaign rollup row."""
+    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(usage_rollups).values(
+        account_id=record.account_id,
+        local_date=record.local_date,
+        service=record.service,
+        sub_type=record.sub_type,
+        consumer=record.consumer or "",
+        campaign_id=record.campaign_id or "",
+        records=records,
+        quantity=quantity,
+        duration_seconds=duration_seconds,
+        cost_micros=cost_micros,
+        delivered=0,
+    )
+    r = usage_rollups.c
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[
+                r.account_id,
+                r.local_date,
+                r.service,
+                r.sub_type,
+                r.consumer,
+                r.campaign_id,
+            ],
+            set_={
+                "records": r.records + stmt.excluded.records,
+                "quantity": r.quantity + stmt.excluded.quantity,
+                "duration_seconds": r.duration_seconds + stmt.excluded.duration_seconds,
+                "cost_micros": r.cost_micros + stmt.excluded.cost_micros,
+            },
+        )
+    )
+
+
+def add_delivered(conn: Connection, record: UsageRecord, delta: int) -> None:
+    """Move the rollup's delivered count (the row exists: the record was rolled up)."""
+    r = usage_rollups.c
+    done = conn.execute(
+        usage_rollups.update()
+        .where(
+            r.account_id == record.account_id,
+            r.local_date == record.local_date,
+            r.service == record.service,
+            r.sub_type == record.sub_type,
+            r.consumer == (record.consumer or ""),
+            r.campaign_id == (record.campaign_id or ""),
+        )
+        .values(delivered=r.delivered + delta)
+    )
+    assert done.rowcount == 1, "a usage record without its rollup row"

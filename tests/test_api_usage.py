@@ -1,0 +1,153 @@
+"""Rates and SMS charging over HTTP, on both engines: the balance moves as messages are
+sent, usage is recorded with its rollup in the same transaction, and money never goes
+below zero."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from tests.conftest import ADMIN
+from usagewatch.adapters.db.schema import usage_records, usage_rollups
+from usagewatch.bootstrap import Container
+from usagewatch.service.verify import verify
+
+
+@pytest.fixture
+def platform(client: TestClient) -> dict[str, str]:
+    assert (
+        client.post("/v1/accounts", json={"id": "acme", "name": "Acme"}, headers=ADMIN).status_code
+        == 201
+    )
+    credit = {"type": "paid", "amount": "1.00"}
+    assert client.post("/v1/accounts/acme/credits", json=credit, headers=ADMIN).status_code == 201
+    key = client.post("/v1/accounts/acme/api-keys", json={"role": "platform"}, headers=ADMIN)
+    return {"Authorization": f"Bearer {key.json()['token']}"}
+
+
+def _sms(client: TestClient, headers: dict[str, str], sid: str, **fields: Any) -> Any:
+    body = {"sms_sid": sid, "type": "transactional", "to": "+919800000001", **fields}
+    return client.post("/v1/accounts/acme/sms", json=body, headers=headers)
+
+
+def test_rates_default_then_override(client: TestClient, platform: dict[str, str]) -> None:
+    rates = client.get("/v1/accounts/acme/rates", headers=platform).json()
+    assert rates["voice"] == {
+        "pulse_seconds": 60,
+        "outbound_per_pulse": "0.60",
+        "inbound_per_pulse": "0.30",
+    }
+    assert rates["sms"]["transactional"] == "0.20"
+    put = client.put(
+        "/v1/accounts/acme/rates", json={"sms": {"transactional": "0.1234"}}, headers=ADMIN
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["sms"] == {
+        "transactional": "0.1234",
+        "promotional": "0.25",
+        "service": "0.15",
+    }
+    assert client.get("/v1/accounts/acme/rates", headers=ADMIN).json() == put.json()
+    refused = client.put("/v1/accounts/acme/rates", json={"sms": {}}, headers=platform)
+    assert refused.status_code == 403
+    bad = client.put("/v1/accounts/acme/rates", json={"sms": {"transactional": 1}}, headers=ADMIN)
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "money_must_be_string"
+    negative = client.put(
+        "/v1/accounts/acme/rates", json={"number_rental_monthly": "-1.00"}, headers=ADMIN
+    )
+    assert negative.status_code == 422 and negative.json()["error"]["code"] == "invalid_rate"
+
+
+def test_sms_charges_units_times_price_and_stops_at_zero(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    # 1.00 available, 0.20 per unit: 5 one-unit messages, then 402.
+    for n in range(5):
+        sent = _sms(client, platform, f"SM{n}", body="hello")
+        assert sent.status_code == 201, sent.text
+        assert sent.json() == {
+            "sms_sid": f"SM{n}",
+            "type": "transactional",
+            "units": 1,
+            "price": "0.20",
+            "status": "sent",
+        }
+    denied = _sms(client, platform, "SM5", body="hello")
+    assert denied.status_code == 402
+    assert denied.json()["error"]["code"] == "insufficient_balance"
+    balance = client.get("/v1/accounts/acme/balance", headers=platform).json()
+    assert balance["available_balance"] == "0.00"
+    assert balance["today_usage"] == "1.00"
+    assert balance["outbound_allowed"] is False
+    with container.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(usage_records)).scalar() == 5
+        rollup = conn.execute(sa.select(usage_rollups)).one()
+    assert (rollup.records, rollup.quantity, rollup.cost_micros) == (5, 5, 1_000_000)
+    assert verify(container.db) == []
+
+
+def test_sms_units_follow_segmentation_and_explicit_units(
+    client: TestClient, platform: dict[str, str]
+) -> None:
+    client.post("/v1/accounts/acme/credits", json={"type": "paid", "amount": "10"}, headers=ADMIN)
+    assert _sms(client, platform, "A", body="x" * 161).json()["units"] == 2  # GSM-7: 153/unit
+    assert _sms(client, platform, "B", body="₹" * 71).json()["units"] == 2  # UCS-2: 67/unit
+    three = _sms(client, platform, "C", units=3, type="promotional")
+    assert three.json()["units"] == 3 and three.json()["price"] == "0.75"
+    both = _sms(client, platform, "D", units=1, body="hi")
+    assert both.status_code == 422
+    unknown = _sms(client, platform, "E", body="hi", type="marketing")
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "invalid_sms_type"
+
+
+def test_sms_sid_is_idempotent(client: TestClient, platform: dict[str, str]) -> None:
+    first = _sms(client, platform, "SMX", body="hello")
+    again = _sms(client, platform, "SMX", body="hello")
+    assert again.status_code == 201 and again.json() == first.json()
+    assert client.get("/v1/accounts/acme/balance", headers=ADMIN).json()["today_usage"] == "0.20"
+    other = _sms(client, platform, "SMX", body="hello world, longer")
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_delivery_reports_feed_the_rollup(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    _sms(client, platform, "S1", body="a")
+    _sms(client, platform, "S2", body="b")
+    done = client.post(
+        "/v1/accounts/acme/sms/S1/status", json={"status": "delivered"}, headers=platform
+    )
+    assert done.status_code == 200 and done.json()["status"] == "delivered"
+    client.post("/v1/accounts/acme/sms/S1/status", json={"status": "delivered"}, headers=platform)
+    with container.db.read() as conn:
+        assert conn.execute(sa.select(usage_rollups.c.delivered)).scalar() == 1
+    missing = client.post(
+        "/v1/accounts/acme/sms/NOPE/status", json={"status": "delivered"}, headers=platform
+    )
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "sms_not_found"
+    bad = client.post("/v1/accounts/acme/sms/S2/status", json={"status": "lost"}, headers=platform)
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_status"
+
+
+def test_only_platform_keys_and_the_operator_charge_usage(
+    client: TestClient, platform: dict[str, str]
+) -> None:
+    viewer = client.post("/v1/accounts/acme/api-keys", json={"role": "viewer"}, headers=ADMIN)
+    headers = {"Authorization": f"Bearer {viewer.json()['token']}"}
+    assert _sms(client, headers, "V1", body="x").status_code == 403
+
+
+def test_verify_recomputes_rollups_from_usage_records(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    _sms(client, platform, "R1", body="a", consumer="app-1")
+    client.post("/v1/accounts/acme/sms/R1/status", json={"status": "delivered"}, headers=platform)
+    assert verify(container.db) == []
+    with container.db.engine.begin() as conn:
+        conn.execute(sa.update(usage_rollups).values(cost_micros=usage_rollups.c.cost_micros + 1))
+    (problem,) = verify(container.db)
+    assert "rollup" in problem and "app-1" in problem
