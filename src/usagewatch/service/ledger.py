@@ -155,6 +155,98 @@ class Command:
             after = self.state.next_expiry_at_us
             assert after is None or after > self.now_us, "an expired lot was not forfeited"
 
+    # -- hold operations, usable inside any command ------------------------------------
+    def place_hold(
+        self, reference: str, amount: Money, ttl_seconds: int, key: str, print_: str | None
+    ) -> HoldResult:
+        if store.find_hold(self.conn, self.state.account_id, reference) is not None:
+            raise Conflict("idempotency_key_reused", f"a hold for {reference!r} exists")
+        posting = self.book.hold(amount, self.now)
+        hold = store.HoldRow(
+            id=new_id("hold"),
+            account_id=self.state.account_id,
+            reference=reference,
+            amount_micros=amount.micros,
+            status="open",
+            expires_at_us=to_micros(self.now + timedelta(seconds=ttl_seconds)),
+            created_at_us=self.now_us,
+            closed_at_us=None,
+            captured_micros=None,
+        )
+        store.insert_hold(self.conn, hold)
+        result = _hold_result(hold, self.available_after([posting]))
+        self.record([posting], key, print_, result, hold=hold)
+        return result
+
+    def extend_hold(
+        self, reference: str, amount: Money, ttl_seconds: int, key: str, print_: str | None
+    ) -> HoldResult:
+        hold = self.find_hold(reference)
+        if hold.status != "open" or hold.expires_at_us <= self.now_us:
+            raise Conflict("hold_closed", f"hold {reference!r} is {_state_of(hold, self)}")
+        posting = self.book.hold(amount, self.now, EntryKind.HOLD_EXTEND)
+        hold.amount_micros += amount.micros
+        hold.expires_at_us = to_micros(self.now + timedelta(seconds=ttl_seconds))
+        store.update_hold(self.conn, hold)
+        result = _hold_result(hold, self.available_after([posting]))
+        self.record([posting], key, print_, result, hold=hold)
+        return result
+
+    def capture_hold(
+        self, reference: str, price: Money, key: str, print_: str | None
+    ) -> HoldResult:
+        hold = self.find_hold(reference)
+        if hold.status == "open" and hold.expires_at_us <= self.now_us:
+            self.close_hold(hold, "expired", EntryKind.HOLD_EXPIRED, None, None)
+        if hold.status == "open":
+            allocations = store.hold_allocations(self.conn, hold.id)
+            postings = self.book.capture(allocations, price, self.now)
+            hold.status = "captured"
+            hold.closed_at_us = self.now_us
+        elif hold.status == "expired" and hold.captured_micros is None:
+            postings = self.book.capture({}, price, self.now, late=True)
+        else:
+            raise Conflict("hold_closed", f"hold {reference!r} is already {hold.status}")
+        hold.captured_micros = price.micros
+        store.update_hold(self.conn, hold)
+        result = _hold_result(hold, self.available_after(postings))
+        self.record(postings, key, print_, result, hold=hold)
+        return result
+
+    def release_hold(self, reference: str, key: str, print_: str | None) -> HoldResult:
+        hold = self.find_hold(reference)
+        if hold.status != "open":
+            raise Conflict("hold_closed", f"hold {reference!r} is already {hold.status}")
+        if hold.expires_at_us <= self.now_us:
+            return self.close_hold(hold, "expired", EntryKind.HOLD_EXPIRED, key, print_)
+        return self.close_hold(hold, "released", EntryKind.RELEASE, key, print_)
+
+    def find_hold(self, reference: str) -> store.HoldRow:
+        hold = store.find_hold(self.conn, self.state.account_id, reference)
+        if hold is None:
+            raise NotFound("hold_not_found", f"no hold {reference!r}")
+        return hold
+
+    def close_hold(
+        self,
+        hold: store.HoldRow,
+        status: str,
+        kind: EntryKind,
+        key: str | None,
+        print_: str | None,
+    ) -> HoldResult:
+        """Return all of a hold's money and close it. Without a key (an expiry), the entry
+        gets the hold's own expiry key, so it can only ever happen once."""
+        allocations = store.hold_allocations(self.conn, hold.id)
+        postings = self.book.release(allocations, self.now, kind)
+        hold.status = status
+        hold.closed_at_us = self.now_us
+        store.update_hold(self.conn, hold)
+        result = _hold_result(hold, self.available_after(postings))
+        stored = result if key is not None else None
+        self.record(postings, key or f"expire-hold:{hold.id}", print_, stored, hold=hold)
+        return result
+
 
 def _next_expiry(book: Book) -> int | None:
     dates = [
@@ -301,27 +393,13 @@ class LedgerService:
         key = f"hold:{reference}"
         print_ = fingerprint({"amount": amount.micros, "ttl": ttl_seconds})
 
-        def body(cmd: Command) -> HoldResult:
-            if store.find_hold(cmd.conn, account_id, reference) is not None:
-                raise Conflict("idempotency_key_reused", f"a hold for {reference!r} exists")
-            posting = cmd.book.hold(amount, cmd.now)
-            hold = store.HoldRow(
-                id=new_id("hold"),
-                account_id=account_id,
-                reference=reference,
-                amount_micros=amount.micros,
-                status="open",
-                expires_at_us=to_micros(cmd.now + timedelta(seconds=ttl_seconds)),
-                created_at_us=cmd.now_us,
-                closed_at_us=None,
-                captured_micros=None,
-            )
-            store.insert_hold(cmd.conn, hold)
-            result = _hold_result(hold, cmd.available_after([posting]))
-            cmd.record([posting], key, print_, result, hold=hold)
-            return result
-
-        return self.run_command(account_id, key, print_, HoldResult, body)
+        return self.run_command(
+            account_id,
+            key,
+            print_,
+            HoldResult,
+            lambda cmd: cmd.place_hold(reference, amount, ttl_seconds, key, print_),
+        )
 
     def extend_hold(
         self, account_id: str, reference: str, amount: Money, ttl_seconds: int, step: str
@@ -333,19 +411,13 @@ class LedgerService:
         key = f"extend:{reference}:{step}"
         print_ = fingerprint({"amount": amount.micros, "ttl": ttl_seconds})
 
-        def body(cmd: Command) -> HoldResult:
-            hold = self._find_hold(cmd, reference)
-            if hold.status != "open" or hold.expires_at_us <= cmd.now_us:
-                raise Conflict("hold_closed", f"hold {reference!r} is {_state_of(hold, cmd)}")
-            posting = cmd.book.hold(amount, cmd.now, EntryKind.HOLD_EXTEND)
-            hold.amount_micros += amount.micros
-            hold.expires_at_us = to_micros(cmd.now + timedelta(seconds=ttl_seconds))
-            store.update_hold(cmd.conn, hold)
-            result = _hold_result(hold, cmd.available_after([posting]))
-            cmd.record([posting], key, print_, result, hold=hold)
-            return result
-
-        return self.run_command(account_id, key, print_, HoldResult, body)
+        return self.run_command(
+            account_id,
+            key,
+            print_,
+            HoldResult,
+            lambda cmd: cmd.extend_hold(reference, amount, ttl_seconds, key, print_),
+        )
 
     def capture_hold(self, account_id: str, reference: str, price: Money) -> HoldResult:
         """Charge `price` against the hold and release the rest. Above the hold, the excess
@@ -357,26 +429,13 @@ class LedgerService:
         key = f"capture:{reference}"
         print_ = fingerprint({"price": price.micros})
 
-        def body(cmd: Command) -> HoldResult:
-            hold = self._find_hold(cmd, reference)
-            if hold.status == "open" and hold.expires_at_us <= cmd.now_us:
-                self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED, None, None)
-            if hold.status == "open":
-                allocations = store.hold_allocations(cmd.conn, hold.id)
-                postings = cmd.book.capture(allocations, price, cmd.now)
-                hold.status = "captured"
-                hold.closed_at_us = cmd.now_us
-            elif hold.status == "expired" and hold.captured_micros is None:
-                postings = cmd.book.capture({}, price, cmd.now, late=True)
-            else:
-                raise Conflict("hold_closed", f"hold {reference!r} is already {hold.status}")
-            hold.captured_micros = price.micros
-            store.update_hold(cmd.conn, hold)
-            result = _hold_result(hold, cmd.available_after(postings))
-            cmd.record(postings, key, print_, result, hold=hold)
-            return result
-
-        return self.run_command(account_id, key, print_, HoldResult, body)
+        return self.run_command(
+            account_id,
+            key,
+            print_,
+            HoldResult,
+            lambda cmd: cmd.capture_hold(reference, price, key, print_),
+        )
 
     def release_hold(self, account_id: str, reference: str) -> HoldResult:
         """Return the whole hold (the call failed or never connected). A hold already past
@@ -384,42 +443,13 @@ class LedgerService:
         key = f"release:{reference}"
         print_ = fingerprint({})
 
-        def body(cmd: Command) -> HoldResult:
-            hold = self._find_hold(cmd, reference)
-            if hold.status != "open":
-                raise Conflict("hold_closed", f"hold {reference!r} is already {hold.status}")
-            if hold.expires_at_us <= cmd.now_us:
-                return self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED, key, print_)
-            return self._close_hold(cmd, hold, "released", EntryKind.RELEASE, key, print_)
-
-        return self.run_command(account_id, key, print_, HoldResult, body)
-
-    def _find_hold(self, cmd: Command, reference: str) -> store.HoldRow:
-        hold = store.find_hold(cmd.conn, cmd.state.account_id, reference)
-        if hold is None:
-            raise NotFound("hold_not_found", f"no hold {reference!r}")
-        return hold
-
-    def _close_hold(
-        self,
-        cmd: Command,
-        hold: store.HoldRow,
-        status: str,
-        kind: EntryKind,
-        key: str | None,
-        print_: str | None,
-    ) -> HoldResult:
-        """Return all of a hold's money and close it. Without a key (an expiry), the entry
-        gets the hold's own expiry key, so it can only ever happen once."""
-        allocations = store.hold_allocations(cmd.conn, hold.id)
-        postings = cmd.book.release(allocations, cmd.now, kind)
-        hold.status = status
-        hold.closed_at_us = cmd.now_us
-        store.update_hold(cmd.conn, hold)
-        result = _hold_result(hold, cmd.available_after(postings))
-        stored = result if key is not None else None
-        cmd.record(postings, key or f"expire-hold:{hold.id}", print_, stored, hold=hold)
-        return result
+        return self.run_command(
+            account_id,
+            key,
+            print_,
+            HoldResult,
+            lambda cmd: cmd.release_hold(reference, key, print_),
+        )
 
     # -- plain charges -----------------------------------------------------------------
     def debit(
@@ -479,7 +509,7 @@ class LedgerService:
             hold = store.find_hold(cmd.conn, account_id, reference)
             if hold is None or hold.status != "open" or hold.expires_at_us > cmd.now_us:
                 return  # another worker got there first, or it was extended
-            self._close_hold(cmd, hold, "expired", EntryKind.HOLD_EXPIRED, None, None)
+            cmd.close_hold(hold, "expired", EntryKind.HOLD_EXPIRED, None, None)
 
         self.run_command(account_id, None, None, type(None), body)
 

@@ -247,6 +247,11 @@ usage_records = sa.Table(
     sa.Column("occurred_at_us", sa.BigInteger, nullable=False),
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
     sa.Column("request_fingerprint", sa.String(64), nullable=False),
+    # The first response to the command that created the record, and for calls to the one
+    # that ended it: replays answer with these.
+    sa.Column("start_result_json", sa.Text, nullable=True),
+    sa.Column("end_result_json", sa.Text, nullable=True),
+    sa.Column("end_fingerprint", sa.String(64), nullable=True),
     sa.CheckConstraint(_in("service", SERVICES), name="service"),
     sa.CheckConstraint("quantity >= 0", name="quantity"),
     sa.CheckConstraint("price_micros >= 0", name="price"),

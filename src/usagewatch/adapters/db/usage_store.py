@@ -59,6 +59,9 @@ class UsageRecord:
     occurred_at_us: int
     updated_at_us: int
     request_fingerprint: str
+    start_result_json: str | None = None
+    end_result_json: str | None = None
+    end_fingerprint: str | None = None
 
 
 def find_record(

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-28 16:14:44.816328
+Create Date: 2026-11-28 16:21:01.032163
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def upgrade() -> None:
         sa.Column("occurred_at_us", sa.BigInteger(), nullable=False),
         sa.Column("updated_at_us", sa.BigInteger(), nullable=False),
         sa.Column("request_fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("start_result_json", sa.Text(), nullable=True),
+        sa.Column("end_result_json", sa.Text(), nullable=True),
+        sa.Column("end_fingerprint", sa.String(length=64), nullable=True),
         sa.CheckConstraint(
             "service IN ('voice', 'sms', 'whatsapp', 'number', 'agent_seat')",
             name=op.f("ck_usage_records_service"),
