@@ -11,6 +11,7 @@ from usagewatch.adapters.events import BalanceFeed
 from usagewatch.config import Settings
 from usagewatch.domain.clock import Clock, ManualClock, SystemClock
 from usagewatch.service.accounts import AccountService
+from usagewatch.service.calls import CallService, CallSettings
 from usagewatch.service.ledger import LedgerService
 from usagewatch.service.queries import Queries
 from usagewatch.service.rates import RateService, platform_card
@@ -30,6 +31,7 @@ class Container:
     scheduler: Scheduler
     rates: RateService
     usage: UsageService
+    calls: CallService
     test_clock: ManualClock | None = field(default=None)
 
     def close(self) -> None:
@@ -68,5 +70,16 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         scheduler=Scheduler(ledger, clock, test_clock),
         rates=rates,
         usage=UsageService(db, clock, ledger, rates),
+        calls=CallService(
+            db,
+            clock,
+            ledger,
+            rates,
+            CallSettings(
+                window_seconds=settings.call_reservation_window_seconds,
+                duration_max_seconds=settings.call_duration_max_seconds,
+                hold_grace_seconds=settings.call_hold_grace_seconds,
+            ),
+        ),
         test_clock=test_clock,
     )

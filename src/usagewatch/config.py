@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(1.0, gt=0, le=60, description="expiry sweeper period")
     db_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections per process")
     log_level: str = Field("info", description="uvicorn log level")
+    call_reservation_window_seconds: int = Field(
+        300, ge=1, le=3600, description="seconds of a call each hold (and extension) covers"
+    )
+    call_duration_max_seconds: int = Field(
+        10800, ge=1, le=86400, description="platform-wide maximum call duration"
+    )
+    call_hold_grace_seconds: int = Field(
+        120, ge=1, le=3600, description="a call hold expires this long after its window ends"
+    )
     default_rates_json: str | None = Field(
         None, description="platform default rate card (API rates shape, JSON); partial is fine"
     )

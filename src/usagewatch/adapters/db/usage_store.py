@@ -77,6 +77,21 @@ def find_record(
     return UsageRecord(*row) if row is not None else None
 
 
+def list_records(
+    conn: Connection, account_id: str, service: str, limit: int, before_id: int | None
+) -> list[UsageRecord]:
+    """An account's records of one service, newest first (keyset by id)."""
+    query = (
+        sa.select(*usage_records.c)
+        .where(usage_records.c.account_id == account_id, usage_records.c.service == service)
+        .order_by(usage_records.c.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(usage_records.c.id < before_id)
+    return [UsageRecord(*row) for row in conn.execute(query)]
+
+
 def insert_record(conn: Connection, record: UsageRecord) -> int:
     values = {c.name: getattr(record, c.name) for c in usage_records.c if c.name != "id"}
     record.id = int(

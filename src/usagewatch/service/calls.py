@@ -1,0 +1,287 @@
+"""Calls: authorize (hold the first reservation window), extend (hold the next), end
+(price in pulses, capture, release the rest). Each is one ledger command; the call's usage
+record, and at the end its daily rollup, are written in the same transaction.
+
+`max_duration_seconds` comes from `rating.max_call_seconds`, the exact inverse of the
+pulse pricing that settles the call: charging exactly that duration keeps the available
+balance at or above zero; one more pulse would not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from usagewatch.adapters.db import store, usage_store
+from usagewatch.adapters.db.engine import Database
+from usagewatch.adapters.db.usage_store import UsageRecord
+from usagewatch.domain import rating
+from usagewatch.domain.clock import Clock
+from usagewatch.domain.errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    PaymentRequired,
+    insufficient_balance,
+)
+from usagewatch.domain.money import Money
+from usagewatch.service.ledger import Command, LedgerService, fingerprint
+from usagewatch.service.rates import RateService
+from usagewatch.service.usage import check_natural_id
+
+END_STATUSES = frozenset({"completed", "failed", "busy", "no-answer", "canceled"})
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    window_seconds: int = 300
+    duration_max_seconds: int = 10_800
+    hold_grace_seconds: int = 120
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    call_sid: str
+    direction: str
+    status: str
+    max_duration_seconds: int
+    reserved_micros: int
+    reserved_until_us: int | None
+    duration_seconds: int | None
+    pulses: int
+    price_micros: int
+
+
+class CallService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        ledger: LedgerService,
+        rates: RateService,
+        settings: CallSettings,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.ledger = ledger
+        self.rates = rates
+        self.settings = settings
+
+    def authorize(
+        self,
+        account_id: str,
+        call_sid: str,
+        direction: str,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        consumer: str | None = None,
+        campaign_id: str | None = None,
+    ) -> CallResult:
+        """May this call go ahead, and for how long? Holds the first window's price.
+        Outbound calls are refused (402) when not even one pulse is covered; inbound calls
+        are allowed at zero balance (charged at the end, an explicit overrun if short)."""
+        check_natural_id(call_sid, "call_sid")
+        kind = rating.parse_call_direction(direction)
+        print_ = fingerprint(
+            {
+                "direction": kind.value,
+                "from": from_,
+                "to": to,
+                "consumer": consumer,
+                "campaign_id": campaign_id,
+            }
+        )
+        limit = self.settings.duration_max_seconds
+
+        def command(cmd: Command) -> CallResult:
+            prior = usage_store.find_record(cmd.conn, account_id, "voice", call_sid)
+            if prior is not None:
+                if prior.request_fingerprint != print_ or prior.start_result_json is None:
+                    raise Conflict("idempotency_key_reused", "call_sid used with another payload")
+                return CallResult(**json.loads(prior.start_result_json))
+            if cmd.state.status != "active":
+                raise PaymentRequired("account_not_active", "the account is not active")
+            card = self.rates.card_in(cmd.conn, account_id)
+            available = Money(cmd.state.available_micros)
+            max_seconds = rating.max_call_seconds(card, kind, available, limit)
+            if max_seconds == 0:
+                if kind is rating.CallDirection.OUTBOUND:
+                    one_pulse = rating.price_call(card, kind, 1).price
+                    raise insufficient_balance(one_pulse.format(), available.format())
+                max_seconds = limit  # inbound at zero: allowed, charged when it ends
+            window = min(self.settings.window_seconds, max_seconds)
+            hold_price = rating.price_call(card, kind, window).price
+            reserved, until = 0, None
+            if hold_price.is_positive() and hold_price <= available:
+                ttl = window + self.settings.hold_grace_seconds
+                hold = cmd.place_hold(call_sid, hold_price, ttl, f"hold:{call_sid}", None)
+                reserved, until = hold.amount_micros, cmd.now_us + window * 1_000_000
+            result = CallResult(
+                call_sid=call_sid,
+                direction=kind.value,
+                status="in-progress",
+                max_duration_seconds=max_seconds,
+                reserved_micros=reserved,
+                reserved_until_us=until,
+                duration_seconds=None,
+                pulses=0,
+                price_micros=0,
+            )
+            usage_store.insert_record(
+                cmd.conn,
+                UsageRecord(
+                    id=None,
+                    account_id=account_id,
+                    service="voice",
+                    sub_type=kind.value,
+                    natural_id=call_sid,
+                    status="in-progress",
+                    consumer=consumer,
+                    campaign_id=campaign_id,
+                    from_number=from_,
+                    to_number=to,
+                    quantity=0,
+                    duration_seconds=None,
+                    price_micros=0,
+                    local_date=cmd.today,
+                    occurred_at_us=cmd.now_us,
+                    updated_at_us=cmd.now_us,
+                    request_fingerprint=print_,
+                    start_result_json=_dump(result),
+                ),
+            )
+            return result
+
+        return self.ledger.run_command(account_id, None, None, CallResult, command)
+
+    def extend(self, account_id: str, call_sid: str) -> CallResult:
+        """Hold the next window while the call runs; 402 when nothing more is allowed
+        (the platform then disconnects)."""
+        limit = self.settings.duration_max_seconds
+
+        def command(cmd: Command) -> CallResult:
+            record = self._record(cmd, call_sid)
+            if record.status != "in-progress":
+                raise Conflict("call_not_in_progress", f"call {call_sid!r} is {record.status}")
+            card = self.rates.card_in(cmd.conn, account_id)
+            kind = rating.parse_call_direction(record.sub_type)
+            hold = store.find_hold(cmd.conn, account_id, call_sid)
+            if hold is None:  # nothing is held for free or zero-balance inbound calls
+                return self._in_progress(record, limit, 0, None)
+            if hold.status != "open" or hold.expires_at_us <= cmd.now_us:
+                raise Conflict("call_not_in_progress", "the call's reservation lapsed")
+            held = Money(hold.amount_micros)
+            covered = rating.max_call_seconds(card, kind, held, limit)
+            available = Money(cmd.state.available_micros)
+            max_seconds = rating.max_call_seconds(card, kind, held + available, limit)
+            target = min(covered + self.settings.window_seconds, max_seconds)
+            more = rating.price_call(card, kind, target).price - held
+            if target <= covered or not more.is_positive():
+                raise insufficient_balance("the next pulse", available.format())
+            elapsed_seconds = (cmd.now_us - record.occurred_at_us) // 1_000_000
+            ttl = max(target - elapsed_seconds, 1) + self.settings.hold_grace_seconds
+            extended = cmd.extend_hold(call_sid, more, ttl, f"extend:{call_sid}:{target}", None)
+            until = record.occurred_at_us + target * 1_000_000
+            return self._in_progress(record, max_seconds, extended.amount_micros, until)
+
+        return self.ledger.run_command(account_id, None, None, CallResult, command)
+
+    def end(self, account_id: str, call_sid: str, status: str, duration_seconds: int) -> CallResult:
+        """Price the call (completed calls: whole pulses, a partial one rounded up; any
+        other status costs nothing), capture it from the hold and release the rest."""
+        if status not in END_STATUSES:
+            raise Invalid("invalid_status", f"status is one of {sorted(END_STATUSES)}", "status")
+        duration = rating.check_duration(duration_seconds)
+        print_ = fingerprint({"status": status, "duration": duration})
+
+        def command(cmd: Command) -> CallResult:
+            record = self._record(cmd, call_sid)
+            if record.status != "in-progress":
+                if record.end_fingerprint != print_ or record.end_result_json is None:
+                    raise Conflict("idempotency_key_reused", "the call already ended otherwise")
+                return CallResult(**json.loads(record.end_result_json))
+            kind = rating.parse_call_direction(record.sub_type)
+            card = self.rates.card_in(cmd.conn, account_id)
+            if status == "completed":
+                priced = rating.price_call(card, kind, duration)
+            else:
+                priced = rating.CallPrice(0, Money(0))
+            hold = store.find_hold(cmd.conn, account_id, call_sid)
+            if hold is not None and priced.price.is_positive():
+                cmd.capture_hold(call_sid, priced.price, f"capture:{call_sid}", None)
+            elif hold is not None and hold.status == "open":
+                cmd.release_hold(call_sid, f"release:{call_sid}", None)
+            elif priced.price.is_positive():  # nothing was held: charge what it cost
+                posting = cmd.book.debit(priced.price, cmd.now, allow_overrun=True)
+                cmd.record([posting], f"call:{call_sid}", None, None, reference=call_sid)
+            record.status = status
+            record.duration_seconds = duration
+            record.quantity = priced.pulses
+            record.price_micros = priced.price.micros
+            record.local_date = cmd.today  # usage counts on the day it is charged
+            record.updated_at_us = cmd.now_us
+            result = CallResult(
+                call_sid=call_sid,
+                direction=kind.value,
+                status=status,
+                max_duration_seconds=duration,
+                reserved_micros=0,
+                reserved_until_us=None,
+                duration_seconds=duration,
+                pulses=priced.pulses,
+                price_micros=priced.price.micros,
+            )
+            record.end_result_json = _dump(result)
+            record.end_fingerprint = print_
+            usage_store.update_record(cmd.conn, record)
+            usage_store.add_to_rollup(
+                cmd.conn,
+                record,
+                records=1,
+                quantity=priced.pulses,
+                duration_seconds=duration if status == "completed" else 0,
+                cost_micros=priced.price.micros,
+            )
+            return result
+
+        return self.ledger.run_command(account_id, None, None, CallResult, command)
+
+    def get(self, account_id: str, call_sid: str) -> UsageRecord:
+        with self.db.read() as conn:
+            record = usage_store.find_record(conn, account_id, "voice", call_sid)
+        if record is None:
+            raise NotFound("call_not_found", f"no call {call_sid!r}")
+        return record
+
+    def list(self, account_id: str, limit: int, before_id: int | None) -> list[UsageRecord]:
+        with self.db.read() as conn:
+            if store.read_account_state(conn, account_id) is None:
+                raise NotFound("account_not_found", f"no account {account_id!r}")
+            return usage_store.list_records(conn, account_id, "voice", limit, before_id)
+
+    def _record(self, cmd: Command, call_sid: str) -> UsageRecord:
+        record = usage_store.find_record(cmd.conn, cmd.state.account_id, "voice", call_sid)
+        if record is None:
+            raise NotFound("call_not_found", f"no call {call_sid!r}")
+        return record
+
+    @staticmethod
+    def _in_progress(
+        record: UsageRecord, max_seconds: int, reserved: int, until: int | None
+    ) -> CallResult:
+        return CallResult(
+            call_sid=record.natural_id,
+            direction=record.sub_type,
+            status="in-progress",
+            max_duration_seconds=max_seconds,
+            reserved_micros=reserved,
+            reserved_until_us=until,
+            duration_seconds=None,
+            pulses=0,
+            price_micros=0,
+        )
+
+
+def _dump(result: CallResult) -> str:
+    return json.dumps(asdict(result), separators=(",", ":"))
