@@ -151,3 +151,22 @@ def test_verify_recomputes_rollups_from_usage_records(
         conn.execute(sa.update(usage_rollups).values(cost_micros=usage_rollups.c.cost_micros + 1))
     (problem,) = verify(container.db)
     assert "rollup" in problem and "app-1" in problem
+
+
+def test_whatsapp_conversations_are_priced_by_category(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    body = {"conversation_id": "wa-1", "category": "marketing", "consumer": "crm"}
+    first = client.post("/v1/accounts/acme/whatsapp/conversations", json=body, headers=platform)
+    assert first.status_code == 201, first.text
+    assert first.json() == {"conversation_id": "wa-1", "category": "marketing", "price": "0.80"}
+    again = client.post("/v1/accounts/acme/whatsapp/conversations", json=body, headers=platform)
+    assert again.json() == first.json()
+    assert client.get("/v1/accounts/acme/balance", headers=ADMIN).json()["today_usage"] == "0.80"
+    short = {"conversation_id": "wa-2", "category": "marketing"}
+    denied = client.post("/v1/accounts/acme/whatsapp/conversations", json=short, headers=platform)
+    assert denied.status_code == 402  # 0.20 left
+    bad = {"conversation_id": "wa-3", "category": "spam"}
+    invalid = client.post("/v1/accounts/acme/whatsapp/conversations", json=bad, headers=platform)
+    assert invalid.json()["error"]["code"] == "invalid_whatsapp_category"
+    assert verify(container.db) == []

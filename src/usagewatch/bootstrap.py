@@ -16,6 +16,7 @@ from usagewatch.service.ledger import LedgerService
 from usagewatch.service.queries import Queries
 from usagewatch.service.rates import RateService, platform_card
 from usagewatch.service.scheduler import Scheduler
+from usagewatch.service.subscriptions import SubscriptionService
 from usagewatch.service.usage import UsageService
 
 
@@ -32,6 +33,7 @@ class Container:
     rates: RateService
     usage: UsageService
     calls: CallService
+    subscriptions: SubscriptionService
     test_clock: ManualClock | None = field(default=None)
 
     def close(self) -> None:
@@ -59,6 +61,7 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
     feed = BalanceFeed(db)
     ledger = LedgerService(db, clock, on_balance_change=feed.publish_local)
     rates = RateService(db, clock, platform_card(settings.default_rates_json))
+    subs = SubscriptionService(db, clock, ledger, rates)
     return Container(
         settings=settings,
         db=db,
@@ -67,7 +70,8 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         accounts=AccountService(db, clock, admin_token),
         ledger=ledger,
         queries=Queries(db, clock, ledger),
-        scheduler=Scheduler(ledger, clock, test_clock),
+        scheduler=Scheduler([ledger, subs], clock, test_clock),
+        subscriptions=subs,
         rates=rates,
         usage=UsageService(db, clock, ledger, rates),
         calls=CallService(

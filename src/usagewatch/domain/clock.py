@@ -72,3 +72,16 @@ def format_instant(instant: datetime) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def month_key(instant: datetime, timezone: str) -> str:
+    """The account-local calendar month of an instant, 'YYYY-MM'."""
+    return local_date(instant, timezone).isoformat()[:7]
+
+
+def next_month_start(instant: datetime, timezone: str) -> datetime:
+    """The UTC instant at which the account-local month after `instant`'s begins."""
+    zone = ZoneInfo(timezone)
+    local = instant.astimezone(zone)
+    year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+    return datetime(year, month, 1, tzinfo=zone).astimezone(UTC)

@@ -41,6 +41,7 @@ CODES: dict[str, str] = {
     "hold_not_found": "No such hold on this account.",
     "sms_not_found": "No SMS with this sms_sid on this account.",
     "call_not_found": "No call with this call_sid on this account.",
+    "subscription_not_found": "No active number rental or agent seat with this id.",
     # 405
     "method_not_allowed": "The route exists but not with this HTTP method.",
     # 409
@@ -48,6 +49,7 @@ CODES: dict[str, str] = {
     "account_exists": "An account with this id already exists.",
     "user_exists": "A dashboard user with this email already exists.",
     "hold_closed": "The hold was already captured, released or expired.",
+    "already_active": "This number rental or agent seat is already active.",
     "call_not_in_progress": "The call has ended or its reservation lapsed; it cannot be extended.",
     # 413
     "request_too_large": "The body exceeds max_request_body_bytes.",

@@ -483,7 +483,7 @@ class LedgerService:
         return self.run_command(account_id, key, print_, DebitResult, body)
 
     # -- time-driven work --------------------------------------------------------------
-    def run_due_work(self) -> int:
+    def run_due(self) -> int:
         """Expire every hold and promotional lot that has fallen due by now. Returns how many
         accounts were touched. Safe to run in several processes at once."""
         now_us = to_micros(self.clock.now())

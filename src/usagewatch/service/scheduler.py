@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from usagewatch.domain.clock import Clock, ManualClock
-from usagewatch.service.ledger import LedgerService
+
+
+class Job(Protocol):
+    """A kind of time-driven work: run what is due now; say when more falls due."""
+
+    def run_due(self) -> int: ...
+
+    def next_due_at(self) -> datetime | None: ...
+
 
 ADVANCE_SECONDS_MAX = 5 * 366 * 24 * 3600  # five years per call
 ADVANCE_STEPS_MAX = 100_000
 
 
 class Scheduler:
-    """Runs every piece of work that has fallen due (hold and promotional-credit expiries;
-    later issues add cap resets, recurring charges and alert repeats here)."""
+    """Runs every piece of work that has fallen due: hold and promotional-credit expiries
+    (the ledger), monthly rentals and seats (subscriptions); later cap resets and alert
+    repeats join here."""
 
-    def __init__(self, ledger: LedgerService, clock: Clock, test_clock: ManualClock | None) -> None:
-        self.ledger = ledger
+    def __init__(self, jobs: Sequence[Job], clock: Clock, test_clock: ManualClock | None) -> None:
+        self.jobs = list(jobs)
         self.clock = clock
         self.test_clock = test_clock
 
@@ -24,13 +35,14 @@ class Scheduler:
         """Run everything due by now; returns how many units of work ran."""
         total = 0
         while True:  # a batch may leave more behind when many things fall due at once
-            done = self.ledger.run_due_work()
+            done = sum(job.run_due() for job in self.jobs)
             total += done
             if done == 0:
                 return total
 
     def next_due_at(self) -> datetime | None:
-        return self.ledger.next_due_at()
+        dues = [due for job in self.jobs if (due := job.next_due_at()) is not None]
+        return min(dues) if dues else None
 
     def advance(self, seconds: int) -> datetime:
         """Move the test clock forward, stopping at each instant where work falls due and

@@ -7,6 +7,7 @@ returns the first result and charges once; with another payload it is a 409.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from usagewatch.adapters.db import usage_store
@@ -15,6 +16,7 @@ from usagewatch.adapters.db.usage_store import UsageRecord
 from usagewatch.domain import rating
 from usagewatch.domain.clock import Clock
 from usagewatch.domain.errors import Conflict, Invalid, NotFound
+from usagewatch.domain.money import Money
 from usagewatch.service.ledger import Command, LedgerService, fingerprint
 from usagewatch.service.rates import RateService
 
@@ -22,6 +24,13 @@ NATURAL_ID_LENGTH_MAX = 128
 SMS_STATUSES = frozenset(
     {"queued", "sending", "submitted", "sent", "delivered", "failed", "failed-dnd"}
 )
+
+
+@dataclass(frozen=True, slots=True)
+class WhatsAppResult:
+    conversation_id: str
+    category: str
+    price_micros: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,45 +93,59 @@ class UsageService:
         )
 
         def command(cmd: Command) -> SmsResult:
-            prior = usage_store.find_record(cmd.conn, account_id, "sms", sms_sid)
-            if prior is not None:
-                return _replay_sms(prior, print_)
-            price = rating.price_sms(self.rates.card_in(cmd.conn, account_id), kind, counted)
-            postings = [cmd.book.debit(price, cmd.now)] if price.is_positive() else []
-            record = UsageRecord(
-                id=None,
-                account_id=account_id,
-                service="sms",
-                sub_type=kind.value,
-                natural_id=sms_sid,
-                status="sent",
+            record = charge_once(
+                cmd,
+                "sms",
+                sms_sid,
+                kind.value,
+                counted,
+                print_,
+                lambda card: rating.price_sms(card, kind, counted),
+                self.rates,
+                from_=from_,
+                to=to,
                 consumer=consumer,
                 campaign_id=campaign_id,
-                from_number=from_,
-                to_number=to,
-                quantity=counted,
-                duration_seconds=None,
-                price_micros=price.micros,
-                local_date=cmd.today,
-                occurred_at_us=cmd.now_us,
-                updated_at_us=cmd.now_us,
-                request_fingerprint=print_,
+                status="sent",
             )
-            usage_store.insert_record(cmd.conn, record)
-            usage_store.add_to_rollup(
-                cmd.conn,
-                record,
-                records=1,
-                quantity=counted,
-                duration_seconds=0,
-                cost_micros=price.micros,
-            )
-            result = _sms_result(record)
-            if postings:
-                cmd.record(postings, f"sms:{sms_sid}", print_, result, reference=sms_sid)
-            return result
+            return _sms_result(record)
 
         return self.ledger.run_command(account_id, None, None, SmsResult, command)
+
+    # -- WhatsApp ------------------------------------------------------------------------
+    def charge_whatsapp(
+        self,
+        account_id: str,
+        conversation_id: str,
+        category: str,
+        *,
+        consumer: str | None = None,
+        campaign_id: str | None = None,
+    ) -> WhatsAppResult:
+        """Charge a WhatsApp conversation at its category's price; 402 when short."""
+        check_natural_id(conversation_id, "conversation_id")
+        kind = rating.parse_whatsapp_category(category)
+        print_ = fingerprint(
+            {"category": kind.value, "consumer": consumer, "campaign_id": campaign_id}
+        )
+
+        def command(cmd: Command) -> WhatsAppResult:
+            record = charge_once(
+                cmd,
+                "whatsapp",
+                conversation_id,
+                kind.value,
+                1,
+                print_,
+                lambda card: rating.price_whatsapp(card, kind),
+                self.rates,
+                consumer=consumer,
+                campaign_id=campaign_id,
+                status="charged",
+            )
+            return WhatsAppResult(conversation_id, record.sub_type, record.price_micros)
+
+        return self.ledger.run_command(account_id, None, None, WhatsAppResult, command)
 
     def sms_status(self, account_id: str, sms_sid: str, status: str) -> SmsResult:
         """Record a delivery report; the rollup's delivered count follows (for the delivery
@@ -145,6 +168,71 @@ class UsageService:
         return self.ledger.run_command(account_id, None, None, SmsResult, command)
 
 
+def charge_once(
+    cmd: Command,
+    service: str,
+    natural_id: str,
+    sub_type: str,
+    quantity: int,
+    print_: str,
+    price_of: Callable[[rating.RateCard], Money],
+    rates: RateService,
+    *,
+    status: str,
+    from_: str | None = None,
+    to: str | None = None,
+    consumer: str | None = None,
+    campaign_id: str | None = None,
+    duration_seconds: int | None = None,
+    allow_overrun: bool = False,
+) -> UsageRecord:
+    """Inside a command: charge a piece of usage once per natural id, and write its usage
+    record and rollup. A replay (same id, same payload) returns the first record and moves
+    nothing; the same id with another payload is a 409. Refused with 402 when the available
+    balance cannot cover the price, unless `allow_overrun` (usage that already happened)."""
+    account_id = cmd.state.account_id
+    prior = usage_store.find_record(cmd.conn, account_id, service, natural_id)
+    if prior is not None:
+        if prior.request_fingerprint != print_:
+            raise Conflict(
+                "idempotency_key_reused", f"{natural_id!r} was used with another payload"
+            )
+        return prior
+    price = price_of(rates.card_in(cmd.conn, account_id))
+    postings = [cmd.book.debit(price, cmd.now, allow_overrun)] if price.is_positive() else []
+    record = UsageRecord(
+        id=None,
+        account_id=account_id,
+        service=service,
+        sub_type=sub_type,
+        natural_id=natural_id,
+        status=status,
+        consumer=consumer,
+        campaign_id=campaign_id,
+        from_number=from_,
+        to_number=to,
+        quantity=quantity,
+        duration_seconds=duration_seconds,
+        price_micros=price.micros,
+        local_date=cmd.today,
+        occurred_at_us=cmd.now_us,
+        updated_at_us=cmd.now_us,
+        request_fingerprint=print_,
+    )
+    usage_store.insert_record(cmd.conn, record)
+    usage_store.add_to_rollup(
+        cmd.conn,
+        record,
+        records=1,
+        quantity=quantity,
+        duration_seconds=duration_seconds or 0,
+        cost_micros=price.micros,
+    )
+    if postings:
+        cmd.record(postings, f"{service}:{natural_id}", None, None, reference=natural_id)
+    return record
+
+
 def _sms_result(record: UsageRecord) -> SmsResult:
     return SmsResult(
         sms_sid=record.natural_id,
@@ -153,9 +241,3 @@ def _sms_result(record: UsageRecord) -> SmsResult:
         price_micros=record.price_micros,
         status=record.status,
     )
-
-
-def _replay_sms(prior: UsageRecord, print_: str) -> SmsResult:
-    if prior.request_fingerprint != print_:
-        raise Conflict("idempotency_key_reused", "this sms_sid was used with another payload")
-    return _sms_result(prior)

@@ -282,3 +282,27 @@ usage_rollups = sa.Table(
         name="not_negative",
     ),
 )
+
+# Monthly subscriptions: virtual-number rentals and contact-center agent seats. Each is
+# charged when it starts and at the start of every account-local month while active; the
+# month's charge is a usage record whose natural id names the month, so it happens once.
+SUBSCRIPTION_KINDS = ("number", "agent_seat")
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("item", sa.String(64), primary_key=True),  # the number, or the agent id
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at_us", sa.BigInteger, nullable=False),
+    sa.Column("ended_at_us", sa.BigInteger, nullable=True),
+    sa.Column("next_charge_at_us", sa.BigInteger, nullable=True),
+    sa.CheckConstraint(_in("kind", SUBSCRIPTION_KINDS), name="kind"),
+    sa.CheckConstraint(
+        "(status = 'active' AND ended_at_us IS NULL AND next_charge_at_us IS NOT NULL)"
+        " OR (status = 'ended' AND ended_at_us IS NOT NULL AND next_charge_at_us IS NULL)",
+        name="status",
+    ),
+)
+sa.Index("ix_subscriptions_due", subscriptions.c.status, subscriptions.c.next_charge_at_us)

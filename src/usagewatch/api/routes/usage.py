@@ -8,14 +8,15 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from usagewatch.adapters.db.usage_store import UsageRecord
-from usagewatch.api.auth import OPERATOR, READ, allow, container
+from usagewatch.api.auth import MANAGE, OPERATOR, READ, allow, container
 from usagewatch.api.pagination import decode_int_cursor, encode_cursor, limit_param
-from usagewatch.api.schemas import MoneyIn, MoneyOut, Strict, instant, money
+from usagewatch.api.schemas import InstantIn, MoneyIn, MoneyOut, Strict, instant, money
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal, Role
 from usagewatch.domain.rating import RateCard
 from usagewatch.service.calls import CallResult
 from usagewatch.service.rates import format_rates
+from usagewatch.service.subscriptions import SubscriptionView
 from usagewatch.service.usage import SmsResult
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["rates and usage"])
@@ -310,3 +311,179 @@ def list_calls(
     records = c.calls.list(account_id, limit, decode_int_cursor(after))
     cursor = encode_cursor(records[-1].id or 0) if len(records) == limit else None
     return {"data": [_call_out(r) for r in records], "next_cursor": cursor}
+
+
+# -- WhatsApp --------------------------------------------------------------------------------
+class ConversationIn(Strict):
+    conversation_id: str = Field(min_length=1, max_length=128)
+    category: str = Field(description="marketing, utility, authentication or service")
+    consumer: str | None = Field(None, max_length=128)
+    campaign_id: str | None = Field(None, max_length=64)
+
+
+class ConversationOut(BaseModel):
+    conversation_id: str
+    category: str
+    price: MoneyOut
+
+
+@router.post(
+    "/whatsapp/conversations",
+    status_code=201,
+    response_model=ConversationOut,
+    summary="Charge a WhatsApp conversation (platform)",
+    description="Priced by category; 402 `insufficient_balance` when money is short. The "
+    "conversation_id makes it idempotent.",
+)
+def charge_conversation(
+    account_id: str,
+    body: ConversationIn,
+    _: Principal = Depends(allow(PLATFORM)),
+    c: Container = Depends(container),
+) -> ConversationOut:
+    result = c.usage.charge_whatsapp(
+        account_id,
+        body.conversation_id,
+        body.category,
+        consumer=body.consumer,
+        campaign_id=body.campaign_id,
+    )
+    return ConversationOut(
+        conversation_id=result.conversation_id,
+        category=result.category,
+        price=money(result.price_micros),
+    )
+
+
+# -- numbers and agent seats -------------------------------------------------------------------
+class NumberIn(Strict):
+    number: str = Field(min_length=3, max_length=32, pattern=r"^\+?[0-9]{3,31}$")
+
+
+class AgentIn(Strict):
+    agent_id: str = Field(min_length=1, max_length=64)
+
+
+class SessionIn(Strict):
+    started_at: InstantIn
+    ended_at: InstantIn
+
+
+class SubscriptionOut(BaseModel):
+    id: str = Field(description="the number, or the agent id")
+    status: str
+    started_at: str
+    ended_at: str | None
+    next_charge_at: str | None
+    price: MoneyOut = Field(description="charged now for the current month (on start)")
+
+
+def _subscription_out(view: SubscriptionView) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=view.item,
+        status=view.status,
+        started_at=instant(view.started_at_us) or "",
+        ended_at=instant(view.ended_at_us),
+        next_charge_at=instant(view.next_charge_at_us),
+        price=money(view.price_micros),
+    )
+
+
+MONTHLY = (
+    "Charged now for the current account-local month (402 when short) and again at the "
+    "start of every month while active, exactly once per month."
+)
+
+
+@router.post(
+    "/numbers",
+    status_code=201,
+    response_model=SubscriptionOut,
+    summary="Start renting a virtual number",
+    description=MONTHLY,
+)
+def start_number(
+    account_id: str,
+    body: NumberIn,
+    _: Principal = Depends(allow(PLATFORM | MANAGE)),
+    c: Container = Depends(container),
+) -> SubscriptionOut:
+    return _subscription_out(c.subscriptions.start(account_id, "number", body.number))
+
+
+@router.delete(
+    "/numbers/{number}",
+    response_model=SubscriptionOut,
+    summary="Stop renting a number (no refund for the current month)",
+)
+def end_number(
+    account_id: str,
+    number: str,
+    _: Principal = Depends(allow(PLATFORM | MANAGE)),
+    c: Container = Depends(container),
+) -> SubscriptionOut:
+    return _subscription_out(c.subscriptions.end(account_id, "number", number))
+
+
+@router.get("/numbers", summary="Rented numbers, active and ended")
+def list_numbers(
+    account_id: str, _: Principal = Depends(allow(READ)), c: Container = Depends(container)
+) -> dict[str, object]:
+    c.accounts.get_account(account_id)
+    views = c.subscriptions.list(account_id, "number")
+    return {"data": [_subscription_out(v) for v in views], "next_cursor": None}
+
+
+@router.post(
+    "/agents",
+    status_code=201,
+    response_model=SubscriptionOut,
+    summary="Start a contact-center agent seat",
+    description=MONTHLY,
+)
+def start_agent(
+    account_id: str,
+    body: AgentIn,
+    _: Principal = Depends(allow(PLATFORM | MANAGE)),
+    c: Container = Depends(container),
+) -> SubscriptionOut:
+    return _subscription_out(c.subscriptions.start(account_id, "agent_seat", body.agent_id))
+
+
+@router.delete(
+    "/agents/{agent_id}",
+    response_model=SubscriptionOut,
+    summary="End an agent seat (no refund for the current month)",
+)
+def end_agent(
+    account_id: str,
+    agent_id: str,
+    _: Principal = Depends(allow(PLATFORM | MANAGE)),
+    c: Container = Depends(container),
+) -> SubscriptionOut:
+    return _subscription_out(c.subscriptions.end(account_id, "agent_seat", agent_id))
+
+
+@router.get("/agents", summary="Agent seats, active and ended")
+def list_agents(
+    account_id: str, _: Principal = Depends(allow(READ)), c: Container = Depends(container)
+) -> dict[str, object]:
+    c.accounts.get_account(account_id)
+    views = c.subscriptions.list(account_id, "agent_seat")
+    return {"data": [_subscription_out(v) for v in views], "next_cursor": None}
+
+
+@router.post(
+    "/agents/{agent_id}/sessions",
+    status_code=201,
+    summary="Record an agent's working session (agent hours; costs nothing)",
+)
+def record_session(
+    account_id: str,
+    agent_id: str,
+    body: SessionIn,
+    _: Principal = Depends(allow(PLATFORM)),
+    c: Container = Depends(container),
+) -> dict[str, object]:
+    seconds = c.subscriptions.record_session(account_id, agent_id, body.started_at, body.ended_at)
+    return {"agent_id": agent_id, "duration_seconds": seconds}

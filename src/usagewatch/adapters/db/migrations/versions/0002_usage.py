@@ -1,8 +1,8 @@
-"""rate cards, usage records and daily rollups
+"""rate cards, usage records, daily rollups, subscriptions
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-28 16:21:01.032163
+Create Date: 2026-11-28 16:24:49.285780
 """
 
 from __future__ import annotations
@@ -28,6 +28,28 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_rate_cards")),
     )
+    op.create_table(
+        "subscriptions",
+        sa.Column("account_id", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("item", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("started_at_us", sa.BigInteger(), nullable=False),
+        sa.Column("ended_at_us", sa.BigInteger(), nullable=True),
+        sa.Column("next_charge_at_us", sa.BigInteger(), nullable=True),
+        sa.CheckConstraint(
+            "(status = 'active' AND ended_at_us IS NULL AND next_charge_at_us IS NOT NULL) OR (status = 'ended' AND ended_at_us IS NOT NULL AND next_charge_at_us IS NULL)",
+            name=op.f("ck_subscriptions_status"),
+        ),
+        sa.CheckConstraint("kind IN ('number', 'agent_seat')", name=op.f("ck_subscriptions_kind")),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_subscriptions_account_id_accounts")
+        ),
+        sa.PrimaryKeyConstraint("account_id", "kind", "item", name=op.f("pk_subscriptions")),
+    )
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.create_index("ix_subscriptions_due", ["status", "next_charge_at_us"], unique=False)
+
     op.create_table(
         "usage_records",
         sa.Column(
@@ -124,4 +146,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_usage_records_account_date")
 
     op.drop_table("usage_records")
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscriptions_due")
+
+    op.drop_table("subscriptions")
     op.drop_table("rate_cards")
