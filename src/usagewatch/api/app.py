@@ -14,7 +14,7 @@ from usagewatch import __version__
 from usagewatch.api import errors
 from usagewatch.api.limits import BodyLimitMiddleware
 from usagewatch.api.metrics import Metrics, MetricsMiddleware
-from usagewatch.api.routes import accounts, credits, ops, usage
+from usagewatch.api.routes import accounts, credits, exotel, ops, usage
 from usagewatch.bootstrap import Container
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
     app.include_router(credits.router)
     app.include_router(usage.router)
     app.include_router(ops.router)
+    app.include_router(exotel.router)
     # The last added runs first: metrics see every response, 413s from the limit included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=c.settings.max_request_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
