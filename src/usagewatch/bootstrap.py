@@ -11,6 +11,7 @@ from usagewatch.adapters.events import BalanceFeed
 from usagewatch.config import Settings
 from usagewatch.domain.clock import Clock, ManualClock, SystemClock
 from usagewatch.service.accounts import AccountService
+from usagewatch.service.batch import BatchService
 from usagewatch.service.calls import CallService, CallSettings
 from usagewatch.service.ledger import LedgerService
 from usagewatch.service.queries import Queries
@@ -34,6 +35,7 @@ class Container:
     usage: UsageService
     calls: CallService
     subscriptions: SubscriptionService
+    batch: BatchService
     test_clock: ManualClock | None = field(default=None)
 
     def close(self) -> None:
@@ -72,6 +74,7 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         queries=Queries(db, clock, ledger),
         scheduler=Scheduler([ledger, subs], clock, test_clock),
         subscriptions=subs,
+        batch=BatchService(db, clock, ledger, rates),
         rates=rates,
         usage=UsageService(db, clock, ledger, rates),
         calls=CallService(

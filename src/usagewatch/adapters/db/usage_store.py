@@ -166,3 +166,107 @@ def add_delivered(conn: Connection, record: UsageRecord, delta: int) -> None:
         .values(delivered=r.delivered + delta)
     )
     assert done.rowcount == 1, "a usage record without its rollup row"
+
+
+def add_rollups(
+    conn: Connection, account_id: str, groups: dict[tuple[str, ...], list[int]]
+) -> None:
+    """Add many rollup rows at once: {(date, service, sub_type, consumer, campaign):
+    [records, quantity, duration_seconds, cost_micros]} (one statement, executemany)."""
+    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(usage_rollups)
+    r = usage_rollups.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[
+            r.account_id,
+            r.local_date,
+            r.service,
+            r.sub_type,
+            r.consumer,
+            r.campaign_id,
+        ],
+        set_={
+            "records": r.records + stmt.excluded.records,
+            "quantity": r.quantity + stmt.excluded.quantity,
+            "duration_seconds": r.duration_seconds + stmt.excluded.duration_seconds,
+            "cost_micros": r.cost_micros + stmt.excluded.cost_micros,
+        },
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "account_id": account_id,
+                "local_date": day,
+                "service": service,
+                "sub_type": sub_type,
+                "consumer": consumer,
+                "campaign_id": campaign,
+                "records": sums[0],
+                "quantity": sums[1],
+                "duration_seconds": sums[2],
+                "cost_micros": sums[3],
+                "delivered": 0,
+            }
+            for (day, service, sub_type, consumer, campaign), sums in groups.items()
+        ],
+    )
+
+
+def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Insert usage records, skipping natural ids the account already has; returns the
+    (service, natural_id) of those inserted. PostgreSQL gets one statement over column
+    arrays (unnest); SQLite an executemany with RETURNING."""
+    if not rows:
+        return set()
+    if conn.dialect.name == "postgresql":
+        arrays = {c.name: [row[c.name] for row in rows] for c in _RECORD_COLUMNS}
+        result = conn.execute(_insert_unnest_pg, arrays)
+        return {(service, natural_id) for service, natural_id in result}
+    # SQLite (in-process, so lookups are cheap): find the ids already there, then a plain
+    # executemany of the rest through the driver (the transaction holds the write lock).
+    existing: set[tuple[str, str]] = set()
+    by_service: dict[str, list[str]] = {}
+    for row in rows:
+        by_service.setdefault(row["service"], []).append(row["natural_id"])
+    account_id = rows[0]["account_id"]
+    for service, ids in by_service.items():
+        for start in range(0, len(ids), 500):
+            found = conn.execute(
+                _existing_ids,
+                {"account": account_id, "service": service, "ids": ids[start : start + 500]},
+            )
+            existing.update((service, natural_id) for (natural_id,) in found)
+    fresh = [row for row in rows if (row["service"], row["natural_id"]) not in existing]
+    if fresh:
+        conn.exec_driver_sql(
+            _INSERT_SQLITE, [tuple(row[c.name] for c in _RECORD_COLUMNS) for row in fresh]
+        )
+    return {(row["service"], row["natural_id"]) for row in fresh}
+
+
+_RECORD_COLUMNS = [c for c in usage_records.c if c.name != "id"]
+_existing_ids = sa.select(usage_records.c.natural_id).where(
+    usage_records.c.account_id == sa.bindparam("account"),
+    usage_records.c.service == sa.bindparam("service"),
+    usage_records.c.natural_id.in_(sa.bindparam("ids", expanding=True)),
+)
+_INSERT_SQLITE = "INSERT INTO usage_records ({}) VALUES ({})".format(
+    ", ".join(c.name for c in _RECORD_COLUMNS), ", ".join("?" for _ in _RECORD_COLUMNS)
+)
+
+
+def _pg_array_type(column: sa.Column[Any]) -> str:
+    if isinstance(column.type, sa.BigInteger):
+        return "bigint[]"
+    return "text[]" if isinstance(column.type, sa.Text) else "varchar[]"
+
+
+_insert_unnest_pg = sa.text(
+    "INSERT INTO usage_records ({names}) SELECT * FROM unnest({arrays}) "
+    "ON CONFLICT (account_id, service, natural_id) DO NOTHING "
+    "RETURNING service, natural_id".format(
+        names=", ".join(c.name for c in _RECORD_COLUMNS),
+        arrays=", ".join(f"CAST(:{c.name} AS {_pg_array_type(c)})" for c in _RECORD_COLUMNS),
+    )
+)

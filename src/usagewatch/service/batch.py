@@ -1,0 +1,337 @@
+"""Batch ingest of completed usage (calls, SMS, WhatsApp conversations) — usage that already
+happened, so it is charged even when money is short: the shortfall is one explicit overrun.
+
+A batch is one transaction: every valid event is applied, or (on a crash) none is. Each
+event is judged on its own — a malformed one is `rejected` with its error code, a natural id
+seen before with the same payload is a `duplicate` (charged once, ever), the same id with
+another payload is `rejected` (idempotency_key_reused). Set-based: one lookup for known
+ids, one journal entry for the batch's total (the records carry each event's price, so the
+journal and the records reconcile), bulk inserts for records and one upsert per rollup row.
+
+Records are dated by when the usage happened (`occurred_at`, account-local); the journal
+entry by when the money moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from usagewatch.adapters.db import usage_store
+from usagewatch.adapters.db.engine import Database
+from usagewatch.adapters.db.schema import usage_records
+from usagewatch.domain import rating
+from usagewatch.domain.clock import Clock, local_date, to_micros
+from usagewatch.domain.errors import Invalid, UsageWatchError
+from usagewatch.domain.money import Money
+from usagewatch.service.ledger import Command, LedgerService, new_id
+from usagewatch.service.rates import RateService
+from usagewatch.service.usage import check_natural_id
+
+BATCH_EVENTS_MAX = 10_000
+FUTURE_SKEW_SECONDS = 300  # occurred_at may be this far ahead of our clock
+PAST_DAYS_MAX = 90  # and no older than this
+CALL_STATUSES = frozenset({"completed", "failed", "busy", "no-answer", "canceled"})
+_ID_FIELD = {"call": "call_sid", "sms": "sms_sid", "whatsapp": "conversation_id"}
+_SERVICE = {"call": "voice", "sms": "sms", "whatsapp": "whatsapp"}
+_FIELDS = {
+    "call": {
+        "kind",
+        "call_sid",
+        "direction",
+        "from",
+        "to",
+        "status",
+        "duration_seconds",
+        "consumer",
+        "campaign_id",
+        "occurred_at",
+    },
+    "sms": {
+        "kind",
+        "sms_sid",
+        "type",
+        "to",
+        "from",
+        "body",
+        "units",
+        "consumer",
+        "campaign_id",
+        "occurred_at",
+    },
+    "whatsapp": {"kind", "conversation_id", "category", "consumer", "campaign_id", "occurred_at"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    id: str | None
+    status: str  # applied | duplicate | rejected
+    price_micros: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(slots=True)
+class _Event:
+    index: int
+    kind: str
+    natural_id: str
+    sub_type: str
+    quantity_of: Any  # card -> (quantity, duration, price)
+    fields: dict[str, Any]
+    occurred_at: datetime
+    print_: str
+
+
+class BatchService:
+    def __init__(
+        self, db: Database, clock: Clock, ledger: LedgerService, rates: RateService
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.ledger = ledger
+        self.rates = rates
+
+    def ingest(self, account_id: str, events: list[Any]) -> list[EventResult]:
+        if not 1 <= len(events) <= BATCH_EVENTS_MAX:
+            raise Invalid(
+                "batch_too_large", f"a batch has 1 to {BATCH_EVENTS_MAX} events", "events"
+            )
+        results: list[EventResult | None] = [None] * len(events)
+        parsed: list[_Event] = []
+        now = self.clock.now()
+        for index, raw in enumerate(events):
+            try:
+                parsed.append(_parse(index, raw, now))
+            except UsageWatchError as exc:
+                results[index] = EventResult(_id_of(raw), "rejected", None, exc.code, exc.message)
+
+        def command(cmd: Command) -> list[EventResult]:
+            self._apply(cmd, parsed, results)
+            return [r for r in results if r is not None]
+
+        out = self.ledger.run_command(account_id, None, None, list, command)
+        assert len(out) == len(events)
+        return out
+
+    def _apply(self, cmd: Command, events: list[_Event], results: list[EventResult | None]) -> None:
+        account_id = cmd.state.account_id
+        card = self.rates.card_in(cmd.conn, account_id)
+        tz = cmd.state.timezone
+        seen: dict[tuple[str, str], _Event] = {}
+        candidates: list[tuple[_Event, dict[str, Any]]] = []
+        for event in events:
+            key = (_SERVICE[event.kind], event.natural_id)
+            if key in seen:  # the same id twice in one batch
+                _judge_repeat(event, seen[key].print_, results)
+                continue
+            try:
+                quantity, duration, price = event.quantity_of(card)
+            except UsageWatchError as exc:
+                results[event.index] = EventResult(
+                    event.natural_id, "rejected", None, exc.code, exc.message
+                )
+                continue
+            seen[key] = event
+            f = event.fields
+            candidates.append(
+                (
+                    event,
+                    {
+                        "account_id": account_id,
+                        "service": key[0],
+                        "sub_type": event.sub_type,
+                        "natural_id": event.natural_id,
+                        "status": f.get("status") or "completed",
+                        "consumer": f.get("consumer"),
+                        "campaign_id": f.get("campaign_id"),
+                        "from_number": f.get("from"),
+                        "to_number": f.get("to"),
+                        "quantity": quantity,
+                        "duration_seconds": duration,
+                        "price_micros": price.micros,
+                        "local_date": local_date(event.occurred_at, tz).isoformat(),
+                        "occurred_at_us": to_micros(event.occurred_at),
+                        "updated_at_us": cmd.now_us,
+                        "request_fingerprint": event.print_,
+                        "start_result_json": None,
+                        "end_result_json": None,
+                        "end_fingerprint": None,
+                    },
+                )
+            )
+        # Insert first: ids the account already has are skipped by the unique constraint,
+        # then judged (duplicate or conflicting) from what is stored.
+        inserted = usage_store.insert_new_records(cmd.conn, [row for _, row in candidates])
+        skipped = [
+            (e, row) for e, row in candidates if (row["service"], e.natural_id) not in inserted
+        ]
+        stored = _stored_fingerprints(cmd, [(row["service"], e.natural_id) for e, row in skipped])
+        for event, row in skipped:
+            _judge_repeat(event, stored[(row["service"], event.natural_id)], results)
+        rollups: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        total = 0
+        for event, row in candidates:
+            if (row["service"], event.natural_id) not in inserted:
+                continue
+            group = (
+                row["local_date"],
+                row["service"],
+                row["sub_type"],
+                row["consumer"] or "",
+                row["campaign_id"] or "",
+            )
+            sums = rollups[group]
+            sums[0] += 1
+            sums[1] += row["quantity"]
+            sums[2] += row["duration_seconds"] or 0
+            sums[3] += row["price_micros"]
+            total += row["price_micros"]
+            results[event.index] = EventResult(event.natural_id, "applied", row["price_micros"])
+        if total > 0:
+            posting = cmd.book.debit(Money(total), cmd.now, allow_overrun=True)
+            cmd.record(
+                [posting],
+                new_id("batch"),
+                None,
+                None,
+                description=f"batch of {len(inserted)} usage events",
+            )
+        if rollups:
+            usage_store.add_rollups(cmd.conn, account_id, rollups)
+
+
+def _judge_repeat(event: _Event, earlier_print: str, results: list[EventResult | None]) -> None:
+    if earlier_print == event.print_:
+        results[event.index] = EventResult(event.natural_id, "duplicate")
+    else:
+        results[event.index] = EventResult(
+            event.natural_id,
+            "rejected",
+            None,
+            "idempotency_key_reused",
+            "this id was used with another payload",
+        )
+
+
+def _stored_fingerprints(cmd: Command, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Fingerprints of natural ids this account already has (index lookups in chunks)."""
+    found: dict[tuple[str, str], str] = {}
+    by_service: dict[str, list[str]] = defaultdict(list)
+    for service, natural_id in sorted(set(keys)):
+        by_service[service].append(natural_id)
+    for service, ids in by_service.items():
+        for start in range(0, len(ids), 500):
+            rows = cmd.conn.execute(
+                sa.select(usage_records.c.natural_id, usage_records.c.request_fingerprint).where(
+                    usage_records.c.account_id == cmd.state.account_id,
+                    usage_records.c.service == service,
+                    usage_records.c.natural_id.in_(ids[start : start + 500]),
+                )
+            )
+            for natural_id, print_ in rows:
+                found[(service, natural_id)] = print_
+    return found
+
+
+def _id_of(raw: Any) -> str | None:
+    if isinstance(raw, Mapping):
+        for field in _ID_FIELD.values():
+            value = raw.get(field)
+            if isinstance(value, str):
+                return value
+    return None
+
+
+def _text(raw: Mapping[str, Any], field: str, required: bool = False, length: int = 128) -> Any:
+    value = raw.get(field)
+    if value is None:
+        if required:
+            raise Invalid("missing_field", f"{field} is required", field)
+        return None
+    if not isinstance(value, str) or len(value) > length:
+        raise Invalid("validation_error", f"{field} is a string of at most {length}", field)
+    return value
+
+
+def _parse(index: int, raw: Any, now: datetime) -> _Event:
+    if not isinstance(raw, Mapping):
+        raise Invalid("validation_error", "an event is a JSON object", "events")
+    kind = raw.get("kind")
+    if kind not in _ID_FIELD:
+        raise Invalid("validation_error", "kind is call, sms or whatsapp", "kind")
+    unknown = set(raw) - _FIELDS[kind]
+    if unknown:
+        field = sorted(unknown)[0]
+        raise Invalid("unknown_field", f"{kind} events do not take {field!r}", field)
+    natural_id = check_natural_id(_text(raw, _ID_FIELD[kind], required=True), _ID_FIELD[kind])
+    occurred_at = _occurred_at(raw.get("occurred_at"), now)
+    for field in ("consumer", "campaign_id"):
+        _text(raw, field, length=64 if field == "campaign_id" else 128)
+    for field in ("from", "to"):
+        _text(raw, field, length=32)
+    fields = dict(raw)
+    if kind == "sms":
+        sms_type = rating.parse_sms_type(raw.get("type"))
+        body, units = raw.get("body"), raw.get("units")
+        if (body is None) == (units is None):
+            raise Invalid("validation_error", "give either body or units", "body")
+        count = (
+            rating.sms_segments(body).units if body is not None else rating.check_sms_units(units)
+        )
+        sub_type = sms_type.value
+        fields["status"] = "sent"
+
+        def quantity_of(card: rating.RateCard) -> tuple[int, int | None, Money]:
+            return count, None, rating.price_sms(card, sms_type, count)
+    elif kind == "whatsapp":
+        category = rating.parse_whatsapp_category(raw.get("category"))
+        sub_type = category.value
+        fields["status"] = "charged"
+
+        def quantity_of(card: rating.RateCard) -> tuple[int, int | None, Money]:
+            return 1, None, rating.price_whatsapp(card, category)
+    else:
+        direction = rating.parse_call_direction(raw.get("direction"))
+        status = raw.get("status")
+        if status not in CALL_STATUSES:
+            raise Invalid("invalid_status", f"status is one of {sorted(CALL_STATUSES)}", "status")
+        duration = rating.check_duration(raw.get("duration_seconds"))
+        sub_type = direction.value
+
+        def quantity_of(card: rating.RateCard) -> tuple[int, int | None, Money]:
+            if status != "completed":
+                return 0, duration, Money(0)
+            priced = rating.price_call(card, direction, duration)
+            return priced.pulses, duration, priced.price
+
+    # The event's payload, as sent (flat JSON: strings, numbers, null), digested.
+    print_ = hashlib.sha256(repr(sorted(raw.items())).encode()).hexdigest()
+    return _Event(index, kind, natural_id, sub_type, quantity_of, fields, occurred_at, print_)
+
+
+def _occurred_at(value: Any, now: datetime) -> datetime:
+    if not isinstance(value, str) or len(value) > 40:
+        raise Invalid("invalid_timestamp", "occurred_at is an RFC 3339 timestamp", "occurred_at")
+    try:
+        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Invalid(
+            "invalid_timestamp", "occurred_at is an RFC 3339 timestamp", "occurred_at"
+        ) from exc
+    if instant.tzinfo is None:
+        raise Invalid("invalid_timestamp", "occurred_at needs a time zone", "occurred_at")
+    if instant > now + timedelta(seconds=FUTURE_SKEW_SECONDS):
+        raise Invalid("occurred_in_future", "occurred_at is in the future", "occurred_at")
+    if instant < now - timedelta(days=PAST_DAYS_MAX):
+        raise Invalid(
+            "occurred_too_long_ago", f"usage older than {PAST_DAYS_MAX} days", "occurred_at"
+        )
+    return instant.astimezone(now.tzinfo)
