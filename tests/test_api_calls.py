@@ -179,3 +179,18 @@ def test_calls_are_listed_newest_first_with_a_cursor(
     assert [c["call_sid"] for c in rest.json()["data"]] == ["L0"]
     assert rest.json()["next_cursor"] is None
     assert first["data"][0]["from"] is None and first["data"][0]["status"] == "in-progress"
+
+
+def test_inbound_at_zero_follows_the_accounts_policy(client: TestClient) -> None:
+    created = client.post(
+        "/v1/accounts",
+        json={"id": "strict", "name": "S", "inbound_at_zero": "deny"},
+        headers=ADMIN,
+    )
+    assert created.status_code == 201 and created.json()["inbound_at_zero"] == "deny"
+    key = client.post("/v1/accounts/strict/api-keys", json={"role": "platform"}, headers=ADMIN)
+    headers = {"Authorization": f"Bearer {key.json()['token']}"}
+    body = {"call_sid": "IN1", "direction": "inbound"}
+    denied = client.post("/v1/accounts/strict/calls", json=body, headers=headers)
+    assert denied.status_code == 402
+    assert denied.json()["error"]["code"] == "insufficient_balance"

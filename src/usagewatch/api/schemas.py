@@ -98,6 +98,9 @@ class AccountCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     currency: str = Field("INR", description="ISO 4217 code")
     timezone: str = Field("Asia/Kolkata", description="IANA zone; days and months use it")
+    inbound_at_zero: Literal["allow", "deny"] = Field(
+        "allow", description="inbound calls when the balance cannot pay a pulse"
+    )
 
 
 class AccountOut(BaseModel):
@@ -107,6 +110,7 @@ class AccountOut(BaseModel):
     timezone: str
     status: str
     created_at: str
+    inbound_at_zero: str
 
 
 class ApiKeyCreate(Strict):

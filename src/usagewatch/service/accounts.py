@@ -33,6 +33,7 @@ class Account:
     timezone: str
     status: str
     created_at_us: int
+    inbound_at_zero: str = "allow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class AccountService:
         account_id: str | None = None,
         currency: str = rules.DEFAULT_CURRENCY,
         timezone: str = rules.DEFAULT_TIMEZONE,
+        inbound_at_zero: str = "allow",
     ) -> Account:
         if not 1 <= len(name) <= 200:
             raise Invalid("validation_error", "name is 1 to 200 characters", "name")
@@ -72,7 +74,10 @@ class AccountService:
             timezone=rules.check_timezone(timezone),
             status="active",
             created_at_us=to_micros(self.clock.now()),
+            inbound_at_zero=inbound_at_zero,
         )
+        if inbound_at_zero not in ("allow", "deny"):
+            raise Invalid("validation_error", "inbound_at_zero is allow or deny", "inbound_at_zero")
         try:
             with self.db.write() as conn:
                 conn.execute(accounts.insert().values(**_fields(account)))
@@ -200,6 +205,7 @@ def _fields(account: Account) -> dict[str, object]:
         "timezone": account.timezone,
         "status": account.status,
         "created_at_us": account.created_at_us,
+        "inbound_at_zero": account.inbound_at_zero,
     }
 
 

@@ -80,7 +80,8 @@ class CallService:
     ) -> CallResult:
         """May this call go ahead, and for how long? Holds the first window's price.
         Outbound calls are refused (402) when not even one pulse is covered; inbound calls
-        are allowed at zero balance (charged at the end, an explicit overrun if short)."""
+        follow the account's inbound_at_zero policy: 'allow' (the default; charged at the
+        end, an explicit overrun if short) or 'deny'."""
         check_natural_id(call_sid, "call_sid")
         kind = rating.parse_call_direction(direction)
         print_ = fingerprint(
@@ -106,7 +107,8 @@ class CallService:
             available = Money(cmd.state.available_micros)
             max_seconds = rating.max_call_seconds(card, kind, available, limit)
             if max_seconds == 0:
-                if kind is rating.CallDirection.OUTBOUND:
+                deny = kind is rating.CallDirection.OUTBOUND or cmd.state.inbound_at_zero == "deny"
+                if deny:
                     one_pulse = rating.price_call(card, kind, 1).price
                     raise insufficient_balance(one_pulse.format(), available.format())
                 max_seconds = limit  # inbound at zero: allowed, charged when it ends

@@ -47,8 +47,12 @@ accounts = sa.Table(
     sa.Column("timezone", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    # Inbound calls when the balance cannot pay a pulse: 'allow' (charged at the end, an
+    # explicit overrun if short) or 'deny'.
+    sa.Column("inbound_at_zero", sa.String(8), nullable=False, server_default="allow"),
     sa.CheckConstraint(_in("status", ACCOUNT_STATUSES), name="status"),
     sa.CheckConstraint("length(currency) = 3", name="currency"),
+    sa.CheckConstraint("inbound_at_zero IN ('allow', 'deny')", name="inbound_at_zero"),
 )
 
 balances = sa.Table(

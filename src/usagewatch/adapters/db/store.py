@@ -45,6 +45,7 @@ class AccountState:
     next_expiry_at_us: int | None
     version: int
     updated_at_us: int
+    inbound_at_zero: str
 
     @property
     def available_micros(self) -> int:
@@ -52,7 +53,7 @@ class AccountState:
 
 
 _STATE_COLUMNS = (
-    accounts.c.id,
+    accounts.c.id.label("account_id"),
     accounts.c.currency,
     accounts.c.timezone,
     accounts.c.status,
@@ -63,6 +64,7 @@ _STATE_COLUMNS = (
     balances.c.next_expiry_at_us,
     balances.c.version,
     balances.c.updated_at_us,
+    accounts.c.inbound_at_zero,
 )
 _STATE_FROM = balances.join(accounts, accounts.c.id == balances.c.account_id)
 
@@ -82,12 +84,12 @@ def lock_account(conn: Connection, account_id: str) -> AccountState | None:
     on SQLite the transaction already holds the database's write lock)."""
     query = _lock_state if conn.dialect.name == "postgresql" else _read_state
     row = conn.execute(query, {"account": account_id}).one_or_none()
-    return AccountState(*row) if row is not None else None
+    return AccountState(**row._mapping) if row is not None else None
 
 
 def read_account_state(conn: Connection, account_id: str) -> AccountState | None:
     row = conn.execute(_read_state, {"account": account_id}).one_or_none()
-    return AccountState(*row) if row is not None else None
+    return AccountState(**row._mapping) if row is not None else None
 
 
 _LOT_COLUMNS = (

@@ -31,6 +31,7 @@ def account_out(account: Account) -> AccountOut:
         timezone=account.timezone,
         status=account.status,
         created_at=instant(account.created_at_us) or "",
+        inbound_at_zero=account.inbound_at_zero,
     )
 
 
@@ -42,7 +43,9 @@ def create_account(
 ) -> AccountOut:
     if body.id is not None:  # "" is a bad id, not a request for a generated one
         check_account_id(body.id)
-    account = c.accounts.create_account(body.name, body.id, body.currency, body.timezone)
+    account = c.accounts.create_account(
+        body.name, body.id, body.currency, body.timezone, body.inbound_at_zero
+    )
     return account_out(account)
 
 

@@ -1,8 +1,8 @@
-"""rate cards, usage records, daily rollups, subscriptions
+"""usage: rate cards, records, rollups, subscriptions, inbound policy
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-28 16:24:49.285780
+Create Date: 2026-11-28 16:31:53.535358
 """
 
 from __future__ import annotations
@@ -137,9 +137,21 @@ def upgrade() -> None:
             name=op.f("pk_usage_rollups"),
         ),
     )
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "inbound_at_zero", sa.String(length=8), server_default="allow", nullable=False
+            )
+        )
+        batch_op.create_check_constraint(
+            op.f("ck_accounts_inbound_at_zero"), "inbound_at_zero IN ('allow', 'deny')"
+        )
 
 
 def downgrade() -> None:
+
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_column("inbound_at_zero")
 
     op.drop_table("usage_rollups")
     with op.batch_alter_table("usage_records", schema=None) as batch_op:
