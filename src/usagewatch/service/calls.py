@@ -242,7 +242,7 @@ class CallService:
                 record,
                 records=1,
                 quantity=priced.pulses,
-                duration_seconds=duration if status == "completed" else 0,
+                duration_seconds=duration,
                 cost_micros=priced.price.micros,
             )
             return result

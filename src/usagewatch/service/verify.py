@@ -210,14 +210,18 @@ def _rollup_problems(conn: sa.Connection, account_id: str | None) -> list[str]:
         sa.func.coalesce(u.c.consumer, ""),
         sa.func.coalesce(u.c.campaign_id, ""),
     )
-    query = sa.select(
-        *group,
-        sa.func.count(),
-        sa.func.sum(u.c.quantity),
-        sa.func.sum(sa.func.coalesce(u.c.duration_seconds, 0)),
-        sa.func.sum(u.c.price_micros),
-        sa.func.sum(sa.case((u.c.status == "delivered", 1), else_=0)),
-    ).group_by(*group)
+    query = (
+        sa.select(
+            *group,
+            sa.func.count(),
+            sa.func.sum(u.c.quantity),
+            sa.func.sum(sa.func.coalesce(u.c.duration_seconds, 0)),
+            sa.func.sum(u.c.price_micros),
+            sa.func.sum(sa.case((u.c.status == "delivered", 1), else_=0)),
+        )
+        .where(u.c.status != "in-progress")
+        .group_by(*group)
+    )  # calls roll up when they end
     rollup_query = sa.select(
         r.c.account_id,
         r.c.local_date,
