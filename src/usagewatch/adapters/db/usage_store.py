@@ -64,15 +64,18 @@ class UsageRecord:
     end_fingerprint: str | None = None
 
 
+_find_record = sa.select(*usage_records.c).where(
+    usage_records.c.account_id == sa.bindparam("account"),
+    usage_records.c.service == sa.bindparam("service"),
+    usage_records.c.natural_id == sa.bindparam("natural_id"),
+)
+
+
 def find_record(
     conn: Connection, account_id: str, service: str, natural_id: str
 ) -> UsageRecord | None:
     row = conn.execute(
-        sa.select(*usage_records.c).where(
-            usage_records.c.account_id == account_id,
-            usage_records.c.service == service,
-            usage_records.c.natural_id == natural_id,
-        )
+        _find_record, {"account": account_id, "service": service, "natural_id": natural_id}
     ).one_or_none()
     return UsageRecord(*row) if row is not None else None
 
@@ -115,38 +118,15 @@ def add_to_rollup(
     cost_micros: int,
 ) -> None:
     """Add to the record's day/service/sub-type/consumer/campaign rollup row."""
-    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(usage_rollups).values(
-        account_id=record.account_id,
-        local_date=record.local_date,
-        service=record.service,
-        sub_type=record.sub_type,
-        consumer=record.consumer or "",
-        campaign_id=record.campaign_id or "",
-        records=records,
-        quantity=quantity,
-        duration_seconds=duration_seconds,
-        cost_micros=cost_micros,
-        delivered=0,
+    group = (
+        record.local_date,
+        record.service,
+        record.sub_type,
+        record.consumer or "",
+        record.campaign_id or "",
     )
-    r = usage_rollups.c
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[
-                r.account_id,
-                r.local_date,
-                r.service,
-                r.sub_type,
-                r.consumer,
-                r.campaign_id,
-            ],
-            set_={
-                "records": r.records + stmt.excluded.records,
-                "quantity": r.quantity + stmt.excluded.quantity,
-                "duration_seconds": r.duration_seconds + stmt.excluded.duration_seconds,
-                "cost_micros": r.cost_micros + stmt.excluded.cost_micros,
-            },
-        )
+    add_rollups(
+        conn, record.account_id, {group: [records, quantity, duration_seconds, cost_micros]}
     )
 
 
@@ -171,29 +151,10 @@ def add_delivered(conn: Connection, record: UsageRecord, delta: int) -> None:
 def add_rollups(
     conn: Connection, account_id: str, groups: dict[tuple[str, ...], list[int]]
 ) -> None:
-    """Add many rollup rows at once: {(date, service, sub_type, consumer, campaign):
-    [records, quantity, duration_seconds, cost_micros]} (one statement, executemany)."""
-    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(usage_rollups)
-    r = usage_rollups.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[
-            r.account_id,
-            r.local_date,
-            r.service,
-            r.sub_type,
-            r.consumer,
-            r.campaign_id,
-        ],
-        set_={
-            "records": r.records + stmt.excluded.records,
-            "quantity": r.quantity + stmt.excluded.quantity,
-            "duration_seconds": r.duration_seconds + stmt.excluded.duration_seconds,
-            "cost_micros": r.cost_micros + stmt.excluded.cost_micros,
-        },
-    )
+    """Add to rollup rows: {(date, service, sub_type, consumer, campaign): [records,
+    quantity, duration_seconds, cost_micros]} (one prebuilt upsert, executemany)."""
     conn.execute(
-        stmt,
+        _ROLLUP_UPSERT[conn.dialect.name],
         [
             {
                 "account_id": account_id,
@@ -211,6 +172,31 @@ def add_rollups(
             for (day, service, sub_type, consumer, campaign), sums in groups.items()
         ],
     )
+
+
+def _rollup_upsert(insert: Any) -> Any:
+    stmt = insert(usage_rollups)
+    r = usage_rollups.c
+    return stmt.on_conflict_do_update(
+        index_elements=[
+            r.account_id,
+            r.local_date,
+            r.service,
+            r.sub_type,
+            r.consumer,
+            r.campaign_id,
+        ],
+        set_={
+            "records": r.records + stmt.excluded.records,
+            "quantity": r.quantity + stmt.excluded.quantity,
+            "duration_seconds": r.duration_seconds + stmt.excluded.duration_seconds,
+            "cost_micros": r.cost_micros + stmt.excluded.cost_micros,
+        },
+    )
+
+
+# Built once: a statement built per call costs more Python time than running it.
+_ROLLUP_UPSERT = {"postgresql": _rollup_upsert(pg_insert), "sqlite": _rollup_upsert(sqlite_insert)}
 
 
 def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
