@@ -14,7 +14,17 @@ from usagewatch import __version__
 from usagewatch.api import errors
 from usagewatch.api.limits import BodyLimitMiddleware
 from usagewatch.api.metrics import Metrics, MetricsMiddleware
-from usagewatch.api.routes import accounts, credits, exotel, ops, usage
+from usagewatch.api.routes import (
+    accounts,
+    batch,
+    calls,
+    credits,
+    exotel,
+    messages,
+    ops,
+    rates,
+    subscriptions,
+)
 from usagewatch.bootstrap import Container
 
 log = logging.getLogger(__name__)
@@ -54,7 +64,8 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
     errors.install(app)
     app.include_router(accounts.router)
     app.include_router(credits.router)
-    app.include_router(usage.router)
+    for module in (rates, messages, calls, subscriptions, batch):
+        app.include_router(module.router)
     app.include_router(ops.router)
     app.include_router(exotel.router)
     # The last added runs first: metrics see every response, 413s from the limit included.

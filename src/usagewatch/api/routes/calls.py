@@ -1,0 +1,176 @@
+"""Calls: authorize, extend, end, read."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from usagewatch.adapters.db.usage_store import UsageRecord
+from usagewatch.api.auth import READ, allow, container
+from usagewatch.api.pagination import decode_int_cursor, encode_cursor, limit_param
+from usagewatch.api.schemas import MoneyOut, Strict, instant, money
+from usagewatch.bootstrap import Container
+from usagewatch.domain.accounts import Principal, Role
+from usagewatch.service.calls import CallResult
+
+router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["calls"])
+PLATFORM = frozenset({Role.PLATFORM})
+
+
+# -- calls -----------------------------------------------------------------------------------
+class CallIn(Strict):
+    call_sid: str = Field(min_length=1, max_length=128)
+    direction: str = Field(description="outbound or inbound")
+    from_: str | None = Field(None, alias="from", max_length=32)
+    to: str | None = Field(None, max_length=32)
+    consumer: str | None = Field(None, max_length=128)
+    campaign_id: str | None = Field(None, max_length=64)
+
+
+class CallEndIn(Strict):
+    status: str = Field(description="completed, failed, busy, no-answer or canceled")
+    duration_seconds: int
+
+
+class CallAuthorizationOut(BaseModel):
+    call_sid: str
+    status: str
+    max_duration_seconds: int
+    reserved_amount: MoneyOut
+    reserved_until: str | None
+
+
+class CallEndOut(BaseModel):
+    call_sid: str
+    status: str
+    duration_seconds: int
+    pulses: int
+    price: MoneyOut
+
+
+class CallOut(BaseModel):
+    call_sid: str
+    direction: str
+    status: str
+    from_: str | None = Field(serialization_alias="from")
+    to: str | None
+    consumer: str | None
+    campaign_id: str | None
+    duration_seconds: int | None
+    pulses: int
+    price: MoneyOut
+    started_at: str
+    updated_at: str
+
+
+def _authorization_out(result: CallResult) -> CallAuthorizationOut:
+    return CallAuthorizationOut(
+        call_sid=result.call_sid,
+        status=result.status,
+        max_duration_seconds=result.max_duration_seconds,
+        reserved_amount=money(result.reserved_micros),
+        reserved_until=instant(result.reserved_until_us),
+    )
+
+
+@router.post(
+    "/calls",
+    status_code=201,
+    response_model=CallAuthorizationOut,
+    summary="Authorize a call (platform)",
+    description="`max_duration_seconds` is the most the balance allows right now, priced by "
+    "the same pulse rule that settles the call; the hold covers the first reservation "
+    "window. 402 `insufficient_balance` for an outbound call that cannot pay one pulse.",
+)
+def authorize_call(
+    account_id: str,
+    body: CallIn,
+    _: Principal = Depends(allow(PLATFORM)),
+    c: Container = Depends(container),
+) -> CallAuthorizationOut:
+    result = c.calls.authorize(
+        account_id,
+        body.call_sid,
+        body.direction,
+        from_=body.from_,
+        to=body.to,
+        consumer=body.consumer,
+        campaign_id=body.campaign_id,
+    )
+    return _authorization_out(result)
+
+
+@router.post(
+    "/calls/{call_sid}/extend",
+    response_model=CallAuthorizationOut,
+    summary="Hold the next reservation window (platform); 402 means disconnect",
+)
+def extend_call(
+    account_id: str,
+    call_sid: str,
+    _: Principal = Depends(allow(PLATFORM)),
+    c: Container = Depends(container),
+) -> CallAuthorizationOut:
+    return _authorization_out(c.calls.extend(account_id, call_sid))
+
+
+@router.post(
+    "/calls/{call_sid}/end",
+    response_model=CallEndOut,
+    summary="End a call: price it in pulses, capture, release the rest (platform)",
+)
+def end_call(
+    account_id: str,
+    call_sid: str,
+    body: CallEndIn,
+    _: Principal = Depends(allow(PLATFORM)),
+    c: Container = Depends(container),
+) -> CallEndOut:
+    result = c.calls.end(account_id, call_sid, body.status, body.duration_seconds)
+    return CallEndOut(
+        call_sid=result.call_sid,
+        status=result.status,
+        duration_seconds=result.duration_seconds or 0,
+        pulses=result.pulses,
+        price=money(result.price_micros),
+    )
+
+
+def _call_out(r: UsageRecord) -> CallOut:
+    return CallOut(
+        call_sid=r.natural_id,
+        direction=r.sub_type,
+        status=r.status,
+        from_=r.from_number,
+        to=r.to_number,
+        consumer=r.consumer,
+        campaign_id=r.campaign_id,
+        duration_seconds=r.duration_seconds,
+        pulses=r.quantity,
+        price=money(r.price_micros),
+        started_at=instant(r.occurred_at_us) or "",
+        updated_at=instant(r.updated_at_us) or "",
+    )
+
+
+@router.get("/calls/{call_sid}", response_model=CallOut, summary="A call's record")
+def get_call(
+    account_id: str,
+    call_sid: str,
+    _: Principal = Depends(allow(READ)),
+    c: Container = Depends(container),
+) -> CallOut:
+    return _call_out(c.calls.get(account_id, call_sid))
+
+
+@router.get("/calls", summary="Calls, newest first (in progress and ended)")
+def list_calls(
+    account_id: str,
+    limit: int = Depends(limit_param),
+    after: str | None = None,
+    _: Principal = Depends(allow(READ)),
+    c: Container = Depends(container),
+) -> dict[str, object]:
+    records = c.calls.list(account_id, limit, decode_int_cursor(after))
+    cursor = encode_cursor(records[-1].id or 0) if len(records) == limit else None
+    return {"data": [_call_out(r) for r in records], "next_cursor": cursor}

@@ -1,0 +1,132 @@
+"""SMS and WhatsApp conversations, charged as they are sent."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from usagewatch.api.auth import allow, container
+from usagewatch.api.schemas import MoneyOut, Strict, money
+from usagewatch.bootstrap import Container
+from usagewatch.domain.accounts import Principal, Role
+from usagewatch.service.usage import SmsResult
+
+router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["messages"])
+PLATFORM = frozenset({Role.PLATFORM})
+
+
+# -- SMS -------------------------------------------------------------------------------------
+class SmsIn(Strict):
+    sms_sid: str = Field(min_length=1, max_length=128)
+    type: str = Field(description="transactional, promotional or service")
+    to: str = Field(min_length=1, max_length=32)
+    from_: str | None = Field(None, alias="from", max_length=32)
+    body: str | None = Field(None, description="units follow GSM-7/UCS-2 segmentation")
+    units: int | None = Field(None, description="instead of body")
+    consumer: str | None = Field(None, max_length=128)
+    campaign_id: str | None = Field(None, max_length=64)
+
+
+class SmsOut(BaseModel):
+    sms_sid: str
+    type: str
+    units: int
+    price: MoneyOut
+    status: str
+
+
+class SmsStatusIn(Strict):
+    status: str
+
+
+def _sms_out(result: SmsResult) -> SmsOut:
+    return SmsOut(
+        sms_sid=result.sms_sid,
+        type=result.sms_type,
+        units=result.units,
+        price=money(result.price_micros),
+        status=result.status,
+    )
+
+
+@router.post(
+    "/sms",
+    status_code=201,
+    response_model=SmsOut,
+    summary="Charge an outbound SMS (platform)",
+    description="402 `insufficient_balance` when the available balance cannot cover it. "
+    "The sms_sid makes it idempotent.",
+)
+def charge_sms(
+    account_id: str,
+    body: SmsIn,
+    _: Principal = Depends(allow(PLATFORM)),
+    c: Container = Depends(container),
+) -> SmsOut:
+    result = c.usage.charge_sms(
+        account_id,
+        body.sms_sid,
+        body.type,
+        to=body.to,
+        from_=body.from_,
+        body=body.body,
+        units=body.units,
+        consumer=body.consumer,
+        campaign_id=body.campaign_id,
+    )
+    return _sms_out(result)
+
+
+@router.post(
+    "/sms/{sms_sid}/status", response_model=SmsOut, summary="Record an SMS delivery report"
+)
+def sms_status(
+    account_id: str,
+    sms_sid: str,
+    body: SmsStatusIn,
+    _: Principal = Depends(allow(PLATFORM)),
+    c: Container = Depends(container),
+) -> SmsOut:
+    return _sms_out(c.usage.sms_status(account_id, sms_sid, body.status))
+
+
+# -- WhatsApp --------------------------------------------------------------------------------
+class ConversationIn(Strict):
+    conversation_id: str = Field(min_length=1, max_length=128)
+    category: str = Field(description="marketing, utility, authentication or service")
+    consumer: str | None = Field(None, max_length=128)
+    campaign_id: str | None = Field(None, max_length=64)
+
+
+class ConversationOut(BaseModel):
+    conversation_id: str
+    category: str
+    price: MoneyOut
+
+
+@router.post(
+    "/whatsapp/conversations",
+    status_code=201,
+    response_model=ConversationOut,
+    summary="Charge a WhatsApp conversation (platform)",
+    description="Priced by category; 402 `insufficient_balance` when money is short. The "
+    "conversation_id makes it idempotent.",
+)
+def charge_conversation(
+    account_id: str,
+    body: ConversationIn,
+    _: Principal = Depends(allow(PLATFORM)),
+    c: Container = Depends(container),
+) -> ConversationOut:
+    result = c.usage.charge_whatsapp(
+        account_id,
+        body.conversation_id,
+        body.category,
+        consumer=body.consumer,
+        campaign_id=body.campaign_id,
+    )
+    return ConversationOut(
+        conversation_id=result.conversation_id,
+        category=result.category,
+        price=money(result.price_micros),
+    )
