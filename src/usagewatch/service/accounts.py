@@ -178,11 +178,7 @@ class AccountService:
         if tokens_equal(digest, self._admin_token_hash):
             return Principal(Role.ADMIN, None, None)
         with self.db.read() as conn:
-            row = conn.execute(
-                sa.select(api_keys.c.key_id, api_keys.c.account_id, api_keys.c.role).where(
-                    api_keys.c.token_hash == digest, api_keys.c.revoked_at_us.is_(None)
-                )
-            ).first()
+            row = conn.execute(_key_by_digest, {"digest": digest}).first()
         return Principal(Role(row.role), row.account_id, row.key_id) if row else None
 
     def principal_for_basic(self, username: str, password: str) -> Principal | None:
@@ -195,6 +191,11 @@ class AccountService:
         if username in (principal.key_id, principal.account_id):
             return principal
         return None
+
+
+_key_by_digest = sa.select(api_keys.c.key_id, api_keys.c.account_id, api_keys.c.role).where(
+    api_keys.c.token_hash == sa.bindparam("digest"), api_keys.c.revoked_at_us.is_(None)
+)
 
 
 def _fields(account: Account) -> dict[str, object]:

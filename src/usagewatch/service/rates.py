@@ -3,6 +3,7 @@ overrides (stored as they were PUT, in the API's rates shape)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -78,7 +79,12 @@ class RateService:
         stored = usage_store.read_rate_overrides(conn, account_id)
         if stored is None:
             return self.defaults
-        return self.defaults.merged(parse_rates(json.loads(stored)))
+        return self._merged(stored)
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - bounded; keyed by the stored text
+    def _merged(self, overrides_json: str) -> RateCard:
+        """The card for a stored override (a pure function of its text, so cached)."""
+        return self.defaults.merged(parse_rates(json.loads(overrides_json)))
 
     def card(self, account_id: str) -> RateCard:
         with self.db.read() as conn:

@@ -13,12 +13,14 @@ from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.db.schema import rate_cards, usage_records, usage_rollups
 
-
 # -- rate cards ---------------------------------------------------------------------------
+_read_overrides = sa.select(rate_cards.c.overrides_json).where(
+    rate_cards.c.account_id == sa.bindparam("account")
+)
+
+
 def read_rate_overrides(conn: Connection, account_id: str) -> str | None:
-    return conn.execute(
-        sa.select(rate_cards.c.overrides_json).where(rate_cards.c.account_id == account_id)
-    ).scalar()
+    return conn.execute(_read_overrides, {"account": account_id}).scalar()
 
 
 def write_rate_overrides(
