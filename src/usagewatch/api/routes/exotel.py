@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from usagewatch.api.auth import container, current_principal
+from usagewatch.api.auth import container_of, current_principal
 from usagewatch.bootstrap import Container
 from usagewatch.domain.errors import UsageWatchError
 from usagewatch.domain.money import Money
@@ -231,7 +231,7 @@ _DESC = "Exotel v1 form; add `.json` for JSON, else XML. Basic auth `key_id:toke
 @router.get("/Balance", summary="Exotel: account balance (XML)", responses=_FORMATS)
 @router.get("/Balance.json", summary="Exotel: account balance (JSON)", responses=_FORMATS)
 def exotel_balance(request: Request, AccountSid: str) -> Response:
-    c = container(request)
+    c = container_of(request)
 
     def handler(queries: ExotelQueries, account: AccountInfo) -> dict[str, Any]:
         balance = c.queries.balance(account.account_id)  # may first forfeit due promotions
@@ -258,7 +258,7 @@ def exotel_balance(request: Request, AccountSid: str) -> Response:
     responses=_FORMATS,
 )
 def exotel_call(request: Request, AccountSid: str, CallSid: str) -> Response:
-    c = container(request)
+    c = container_of(request)
     call_sid, as_json = _split_json(CallSid)
 
     def handler(queries: ExotelQueries, account: AccountInfo) -> dict[str, Any]:
@@ -275,7 +275,7 @@ def _list_route(
     AccountSid: str,
     params: dict[str, str | None],
 ) -> Response:
-    c = container(request)
+    c = container_of(request)
     as_json = request.url.path.endswith(".json")
 
     def handler(queries: ExotelQueries, account: AccountInfo) -> dict[str, Any]:
@@ -326,7 +326,7 @@ def exotel_calls(
 
 
 def _sms_route(request: Request, account_sid: str, segments: tuple[str, str], sid: str) -> Response:
-    c = container(request)
+    c = container_of(request)
     sms_sid, as_json = _split_json(sid)
     if (segments[0].lower(), segments[1].lower()) != ("sms", "messages"):
         return rest_exception(404, "No such resource", as_json)
