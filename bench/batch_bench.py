@@ -16,8 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
+import benchdb
 from usagewatch.adapters.db.schema import usage_records
 from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
@@ -144,18 +143,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 rows.append((engine, *run(engine, f"sqlite:///{tmp}/bench.db", args.batches)))
         else:
-            admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql("DROP DATABASE IF EXISTS usagewatch_bench_batch WITH (FORCE)")
-                conn.exec_driver_sql("CREATE DATABASE usagewatch_bench_batch")
-            url = sa.engine.make_url(PG_ADMIN).set(database="usagewatch_bench_batch")
-            try:
-                rows.append((engine, *run(engine, url.render_as_string(False), args.batches)))
-            finally:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(
-                        "DROP DATABASE IF EXISTS usagewatch_bench_batch WITH (FORCE)"
-                    )
+            with benchdb.postgres_database(PG_ADMIN, "usagewatch_bench_batch") as url:
+                rows.append((engine, *run(engine, url, args.batches)))
     print(
         f"\n## Batch ingest ({BATCH:,} events per batch, {args.batches} batches; "
         f"{platform.machine()}, {os.cpu_count()} CPUs)\n"

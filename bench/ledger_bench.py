@@ -52,7 +52,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from usagewatch.adapters.db.engine import normalize_url
+import benchdb
 from usagewatch.adapters.db.schema import balances, journal_entries
 from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
@@ -251,19 +251,8 @@ def sqlite_database() -> Iterator[str]:
         yield f"sqlite:///{Path(tmp) / 'bench.db'}"
 
 
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    admin_sa_url = sa.engine.make_url(normalize_url(admin_url))
-    admin = sa.create_engine(admin_sa_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{BENCH_DATABASE}"')
-    try:
-        yield admin_sa_url.set(database=BENCH_DATABASE).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
-        admin.dispose()
+def postgres_database(admin_url: str) -> contextlib.AbstractContextManager[str]:
+    return benchdb.postgres_database(admin_url, BENCH_DATABASE)
 
 
 def describe(c: Container) -> str:

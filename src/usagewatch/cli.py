@@ -123,7 +123,8 @@ def verify(
     database_url: DatabaseUrl = None,
     account: Annotated[str | None, typer.Option(help="check one account only")] = None,
 ) -> None:
-    """Recompute every balance, lot and day total from the journal; print differences.
+    """Recompute every balance, lot and day total from the journal, and every usage rollup
+    from the usage records; print differences.
     Exit code 1 when anything disagrees, 0 when all agree."""
     from usagewatch.adapters.db.engine import Database
     from usagewatch.service.verify import verify as run_verify
@@ -136,7 +137,7 @@ def verify(
     if problems:
         typer.echo(f"{len(problems)} difference(s) between cached figures and the journal")
         raise typer.Exit(1)
-    typer.echo("ok: every balance, lot and day total agrees with the journal")
+    typer.echo("ok: every balance, lot, day total and usage rollup agrees with its source")
 
 
 @app.command()

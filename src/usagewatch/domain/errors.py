@@ -7,7 +7,6 @@
     ├── Forbidden          403  authenticated but not allowed
     ├── NotFound           404  absent, or belonging to another account
     ├── Conflict           409  idempotency key reuse, state conflict
-    ├── PayloadTooLarge    413  body over the documented limit
     ├── Invalid            422  values that break a rule
     └── Unavailable        503  the service cannot answer now
 
@@ -130,20 +129,12 @@ class Conflict(UsageWatchError):
     status = 409
 
 
-class PayloadTooLarge(UsageWatchError):
-    status = 413
-
-
 class Invalid(UsageWatchError):
     status = 422
 
 
 class Unavailable(UsageWatchError):
     status = 503
-
-
-class InternalError(UsageWatchError):
-    status = 500
 
 
 def insufficient_balance(needed: str, available: str) -> PaymentRequired:

@@ -70,19 +70,25 @@ class Queries:
         now = self.clock.now()
         # Account-local dates are within a day of the UTC date; 33 days cover any month.
         since = (now.date() - timedelta(days=33)).isoformat()
-        for attempt in range(2):
-            with self.db.read() as conn:
-                found = store.read_balance_with_days(conn, account_id, since)
-                if found is None:
-                    raise NotFound("account_not_found", f"no account {account_id!r}")
-                state, days = found
-                due = state.next_expiry_at_us
-                if attempt == 0 and due is not None and due <= to_micros(now):
-                    pass  # promotional credit fell due: forfeit it first, then read again
-                else:
-                    return self._view(conn, state, days, now)
-            self.ledger.expire_account(account_id)
-        raise AssertionError("unreachable")  # pragma: no cover
+        with self.db.read() as conn:
+            state, days = self._read(conn, account_id, since)
+            due = state.next_expiry_at_us
+            if due is None or due > to_micros(now):
+                return self._view(conn, state, days, now)
+        # Promotional credit fell due and no sweeper has forfeited it yet: do it, read again.
+        self.ledger.expire_account(account_id)
+        with self.db.read() as conn:
+            state, days = self._read(conn, account_id, since)
+            return self._view(conn, state, days, now)
+
+    @staticmethod
+    def _read(
+        conn: sa.Connection, account_id: str, since: str
+    ) -> tuple[store.AccountState, dict[str, int]]:
+        found = store.read_balance_with_days(conn, account_id, since)
+        if found is None:
+            raise NotFound("account_not_found", f"no account {account_id!r}")
+        return found
 
     def _view(
         self, conn: sa.Connection, state: store.AccountState, days: dict[str, int], now: datetime

@@ -5,7 +5,7 @@ Every function takes the transaction's connection; the service layer owns the tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,12 +105,6 @@ _OPEN_LOT = (
     credit_lots.c.account_id == sa.bindparam("account"),
     credit_lots.c.remaining_micros > 0,
 )
-_open_lots = sa.select(*_LOT_COLUMNS).where(*_OPEN_LOT)
-
-
-def open_lots(conn: Connection, account_id: str) -> list[Lot]:
-    rows = conn.execute(_open_lots, {"account": account_id})
-    return [_lot(*row) for row in rows]
 
 
 def _lot(
@@ -539,7 +533,3 @@ def count_open_holds(conn: Connection) -> int:
     return int(
         conn.execute(sa.select(sa.func.count()).where(holds.c.status == "open")).scalar_one()
     )
-
-
-def rows_as_dicts(rows: Iterable[sa.Row[Any]]) -> Sequence[dict[str, Any]]:
-    return [dict(r._mapping) for r in rows]
