@@ -15,7 +15,16 @@ from usagewatch.bootstrap import Container
 from usagewatch.domain.security import verify_password
 
 # API.md's fields, plus inbound_at_zero (the inbound policy at zero balance)
-ACCOUNT_FIELDS = {"id", "name", "currency", "timezone", "status", "created_at", "inbound_at_zero"}
+ACCOUNT_FIELDS = {
+    "id",
+    "name",
+    "currency",
+    "timezone",
+    "status",
+    "created_at",
+    "inbound_at_zero",
+    "sandbox",
+}
 
 
 def create_account(client: TestClient, account_id: str = "acme", **extra: str) -> dict:
@@ -65,6 +74,7 @@ def test_create_account_with_client_chosen_id_and_defaults(client: TestClient) -
         "status": "active",
         "created_at": "2026-11-28T04:30:00Z",
         "inbound_at_zero": "allow",
+        "sandbox": False,
     }
     fetched = client.get("/v1/accounts/AC_exotel-1", headers=ADMIN)
     assert fetched.status_code == 200

@@ -14,6 +14,8 @@ from usagewatch.service.accounts import AccountService
 from usagewatch.service.batch import BatchService
 from usagewatch.service.calls import CallService, CallSettings
 from usagewatch.service.ledger import LedgerService
+from usagewatch.service.limits import LimitsService
+from usagewatch.service.notifications import Notifications
 from usagewatch.service.queries import Queries
 from usagewatch.service.rates import RateService, platform_card
 from usagewatch.service.scheduler import Scheduler
@@ -36,6 +38,8 @@ class Container:
     calls: CallService
     subscriptions: SubscriptionService
     batch: BatchService
+    limits: LimitsService
+    notifications: Notifications
     test_clock: ManualClock | None = field(default=None)
 
     def close(self) -> None:
@@ -64,6 +68,7 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
     ledger = LedgerService(db, clock, on_balance_change=feed.publish_local)
     rates = RateService(db, clock, platform_card(settings.default_rates_json))
     subs = SubscriptionService(db, clock, ledger, rates)
+    limits = LimitsService(db, clock, ledger, rates)
     return Container(
         settings=settings,
         db=db,
@@ -71,12 +76,14 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         feed=feed,
         accounts=AccountService(db, clock, admin_token),
         ledger=ledger,
-        queries=Queries(db, clock, ledger),
-        scheduler=Scheduler([ledger, subs], clock, test_clock),
+        queries=Queries(db, clock, ledger, limits),
+        scheduler=Scheduler([ledger, subs, limits], clock, test_clock),
         subscriptions=subs,
         batch=BatchService(db, clock, ledger, rates),
         rates=rates,
-        usage=UsageService(db, clock, ledger, rates),
+        usage=UsageService(db, clock, ledger, rates, limits),
+        limits=limits,
+        notifications=Notifications(db),
         calls=CallService(
             db,
             clock,
@@ -87,6 +94,7 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
                 duration_max_seconds=settings.call_duration_max_seconds,
                 hold_grace_seconds=settings.call_hold_grace_seconds,
             ),
+            limits,
         ),
         test_clock=test_clock,
     )

@@ -20,6 +20,7 @@ from usagewatch.api.routes import (
     calls,
     credits,
     exotel,
+    limits,
     messages,
     ops,
     rates,
@@ -64,7 +65,7 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
     errors.install(app)
     app.include_router(accounts.router)
     app.include_router(credits.router)
-    for module in (rates, messages, calls, subscriptions, batch):
+    for module in (rates, messages, calls, subscriptions, batch, limits):
         app.include_router(module.router)
     app.include_router(ops.router)
     app.include_router(exotel.router)

@@ -101,6 +101,11 @@ class AccountCreate(Strict):
     inbound_at_zero: Literal["allow", "deny"] = Field(
         "allow", description="inbound calls when the balance cannot pay a pulse"
     )
+    sandbox: bool = Field(
+        False,
+        description="a development/test account: starts with conservative spending limits "
+        "(daily 100.00, monthly 1000.00, per call 600 s or 50.00)",
+    )
 
 
 class AccountOut(BaseModel):
@@ -111,6 +116,7 @@ class AccountOut(BaseModel):
     status: str
     created_at: str
     inbound_at_zero: str
+    sandbox: bool
 
 
 class ApiKeyCreate(Strict):

@@ -85,3 +85,10 @@ def next_month_start(instant: datetime, timezone: str) -> datetime:
     local = instant.astimezone(zone)
     year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
     return datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
+
+
+def next_day_start(instant: datetime, timezone: str) -> datetime:
+    """The UTC instant at which the account-local day after `instant`'s begins."""
+    zone = ZoneInfo(timezone)
+    following = instant.astimezone(zone).date() + timedelta(days=1)
+    return datetime(following.year, following.month, following.day, tzinfo=zone).astimezone(UTC)

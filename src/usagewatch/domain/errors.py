@@ -31,6 +31,14 @@ CODES: dict[str, str] = {
     # 402
     "insufficient_balance": "The available balance cannot cover the amount.",
     "account_not_active": "The account is suspended or closed; outbound usage is refused.",
+    "daily_cap_reached": "The daily spending cap is reached: outbound is paused until the next "
+    "account-local day (or until the cap is raised).",
+    "monthly_cap_reached": "The monthly spending cap is reached: outbound is paused until the "
+    "next account-local month (or until the cap is raised).",
+    "campaign_budget_exhausted": "The campaign spent its budget and is paused; raise the budget.",
+    "campaign_paused": "The campaign was paused by hand; PATCH its status to active.",
+    "per_call_cap_reached": "The call reached the per-call cap (duration or cost): disconnect it.",
+    "call_duration_max_reached": "The call reached the platform's maximum call duration.",
     # 403
     "forbidden": "The key's role may not perform this action.",
     # 404
@@ -40,6 +48,7 @@ CODES: dict[str, str] = {
     "hold_not_found": "No such hold on this account.",
     "sms_not_found": "No SMS with this sms_sid on this account.",
     "call_not_found": "No call with this call_sid on this account.",
+    "campaign_not_found": "No campaign with this campaign_id on this account.",
     "subscription_not_found": "No active number rental or agent seat with this id.",
     # 405
     "method_not_allowed": "The route exists but not with this HTTP method.",
@@ -49,6 +58,7 @@ CODES: dict[str, str] = {
     "user_exists": "A dashboard user with this email already exists.",
     "hold_closed": "The hold was already captured, released or expired.",
     "already_active": "This number rental or agent seat is already active.",
+    "campaign_exists": "A campaign with this campaign_id already exists on this account.",
     "call_not_in_progress": "The call has ended or its reservation lapsed; it cannot be extended.",
     # 413
     "request_too_large": "The body exceeds max_request_body_bytes.",
@@ -60,6 +70,8 @@ CODES: dict[str, str] = {
     "invalid_amount": "The amount is not a plain decimal string.",
     "amount_not_positive": "The amount must be greater than zero.",
     "amount_too_precise": "The amount has more than 6 decimal places (finer than a micro-unit).",
+    "amount_negative": "A cap or budget cannot be negative (zero: nothing may be spent).",
+    "per_call_duration_too_short": "per_call_max_duration_seconds is shorter than one pulse.",
     "amount_too_large": "The amount exceeds the documented maximum of 1,000,000,000 units.",
     "balance_limit_exceeded": "The credit would take the balance over 1,000,000,000,000 units.",
     "expires_at_required": "Promotional credit needs an expires_at.",

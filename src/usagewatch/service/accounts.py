@@ -8,12 +8,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from usagewatch.adapters.db import limits_store
 from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.db.schema import accounts, api_keys, balances, users
 from usagewatch.domain import accounts as rules
 from usagewatch.domain.accounts import Principal, Role
 from usagewatch.domain.clock import Clock, to_micros
 from usagewatch.domain.errors import Conflict, Invalid, NotFound
+from usagewatch.domain.limits import Limits
 from usagewatch.domain.security import (
     hash_password,
     hash_token,
@@ -34,6 +36,7 @@ class Account:
     status: str
     created_at_us: int
     inbound_at_zero: str = "allow"
+    sandbox: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,10 @@ class AccountService:
         currency: str = rules.DEFAULT_CURRENCY,
         timezone: str = rules.DEFAULT_TIMEZONE,
         inbound_at_zero: str = "allow",
+        sandbox: bool = False,
     ) -> Account:
+        """A new account with a zero balance. A sandbox (development/test) account starts
+        with the conservative spending limits of `domain.limits.Limits.sandbox`."""
         if not 1 <= len(name) <= 200:
             raise Invalid("validation_error", "name is 1 to 200 characters", "name")
         account = Account(
@@ -75,6 +81,7 @@ class AccountService:
             status="active",
             created_at_us=to_micros(self.clock.now()),
             inbound_at_zero=inbound_at_zero,
+            sandbox=sandbox,
         )
         if inbound_at_zero not in ("allow", "deny"):
             raise Invalid("validation_error", "inbound_at_zero is allow or deny", "inbound_at_zero")
@@ -93,6 +100,10 @@ class AccountService:
                         updated_at_us=account.created_at_us,
                     )
                 )
+                if sandbox:
+                    limits_store.write_limits(
+                        conn, account.id, Limits.sandbox(), account.created_at_us, None, None
+                    )
         except IntegrityError as exc:
             raise Conflict("account_exists", f"account {account.id!r} exists", "id") from exc
         return account
@@ -207,6 +218,7 @@ def _fields(account: Account) -> dict[str, object]:
         "status": account.status,
         "created_at_us": account.created_at_us,
         "inbound_at_zero": account.inbound_at_zero,
+        "sandbox": account.sandbox,
     }
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from usagewatch.adapters.db import usage_store
+from usagewatch.adapters.db import limits_store, usage_store
 from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.db.schema import usage_records
 from usagewatch.domain import rating
@@ -31,6 +31,7 @@ from usagewatch.domain.clock import Clock, local_date, to_micros
 from usagewatch.domain.errors import Invalid, UsageWatchError
 from usagewatch.domain.money import Money
 from usagewatch.service.ledger import Command, LedgerService, new_id
+from usagewatch.service.limits import campaign_spends
 from usagewatch.service.rates import RateService
 from usagewatch.service.usage import check_natural_id
 
@@ -206,6 +207,7 @@ class BatchService:
             )
         if rollups:
             usage_store.add_rollups(cmd.conn, account_id, rollups)
+            limits_store.add_campaign_spend(cmd.conn, campaign_spends(account_id, rollups))
 
 
 def _judge_repeat(event: _Event, earlier_print: str, results: list[EventResult | None]) -> None:

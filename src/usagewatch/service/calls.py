@@ -17,15 +17,10 @@ from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.db.usage_store import UsageRecord
 from usagewatch.domain import rating
 from usagewatch.domain.clock import Clock
-from usagewatch.domain.errors import (
-    Conflict,
-    Invalid,
-    NotFound,
-    PaymentRequired,
-    insufficient_balance,
-)
+from usagewatch.domain.errors import Conflict, Invalid, NotFound
 from usagewatch.domain.money import Money
 from usagewatch.service.ledger import Command, LedgerService, fingerprint
+from usagewatch.service.limits import LimitsService, add_spend
 from usagewatch.service.rates import RateService
 from usagewatch.service.usage import check_natural_id
 
@@ -60,12 +55,14 @@ class CallService:
         ledger: LedgerService,
         rates: RateService,
         settings: CallSettings,
+        limits: LimitsService,
     ) -> None:
         self.db = db
         self.clock = clock
         self.ledger = ledger
         self.rates = rates
         self.settings = settings
+        self.limits = limits
 
     def authorize(
         self,
@@ -101,17 +98,15 @@ class CallService:
                 if prior.request_fingerprint != print_ or prior.start_result_json is None:
                     raise Conflict("idempotency_key_reused", "call_sid used with another payload")
                 return CallResult(**json.loads(prior.start_result_json))
-            if cmd.state.status != "active":
-                raise PaymentRequired("account_not_active", "the account is not active")
             card = self.rates.card_in(cmd.conn, account_id)
-            available = Money(cmd.state.available_micros)
-            max_seconds = rating.max_call_seconds(card, kind, available, limit)
+            admitted, allowance = self.limits.admit_call(
+                cmd, card, kind, campaign_id, held=Money(0), platform_max_seconds=limit
+            )
+            max_seconds = allowance.max_seconds
             if max_seconds == 0:
-                deny = kind is rating.CallDirection.OUTBOUND or cmd.state.inbound_at_zero == "deny"
-                if deny:
-                    one_pulse = rating.price_call(card, kind, 1).price
-                    raise insufficient_balance(one_pulse.format(), available.format())
-                max_seconds = limit  # inbound at zero: allowed, charged when it ends
+                one_pulse = rating.price_call(card, kind, 1).price
+                raise self.limits.refuse(cmd, admitted, allowance.reason, one_pulse)
+            available = Money(cmd.state.available_micros)
             window = min(self.settings.window_seconds, max_seconds)
             hold_price = rating.price_call(card, kind, window).price
             reserved, until = 0, None
@@ -119,6 +114,8 @@ class CallService:
                 ttl = window + self.settings.hold_grace_seconds
                 hold = cmd.place_hold(call_sid, hold_price, ttl, f"hold:{call_sid}", None)
                 reserved, until = hold.amount_micros, cmd.now_us + window * 1_000_000
+                outbound = kind is rating.CallDirection.OUTBOUND
+                self.limits.committed(cmd, admitted, hold_price, outbound)
             result = CallResult(
                 call_sid=call_sid,
                 direction=kind.value,
@@ -175,15 +172,19 @@ class CallService:
                 raise Conflict("call_not_in_progress", "the call's reservation lapsed")
             held = Money(hold.amount_micros)
             covered = rating.max_call_seconds(card, kind, held, limit)
-            available = Money(cmd.state.available_micros)
-            max_seconds = rating.max_call_seconds(card, kind, held + available, limit)
+            admitted, allowance = self.limits.admit_call(
+                cmd, card, kind, record.campaign_id, held=held, platform_max_seconds=limit
+            )
+            max_seconds = allowance.max_seconds
             target = min(covered + self.settings.window_seconds, max_seconds)
             more = rating.price_call(card, kind, target).price - held
             if target <= covered or not more.is_positive():
-                raise insufficient_balance("the next pulse", available.format())
+                one_pulse = rating.price_call(card, kind, 1).price
+                raise self.limits.refuse(cmd, admitted, allowance.reason, one_pulse)
             elapsed_seconds = (cmd.now_us - record.occurred_at_us) // 1_000_000
             ttl = max(target - elapsed_seconds, 1) + self.settings.hold_grace_seconds
             extended = cmd.extend_hold(call_sid, more, ttl, f"extend:{call_sid}:{target}", None)
+            self.limits.committed(cmd, admitted, more, kind is rating.CallDirection.OUTBOUND)
             until = record.occurred_at_us + target * 1_000_000
             return self._in_progress(record, max_seconds, extended.amount_micros, until)
 
@@ -245,6 +246,7 @@ class CallService:
                 duration_seconds=duration,
                 cost_micros=priced.price.micros,
             )
+            add_spend(cmd.conn, account_id, record.campaign_id, priced.price.micros)
             return result
 
         return self.ledger.run_command(account_id, None, None, CallResult, command)

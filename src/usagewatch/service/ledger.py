@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from usagewatch.adapters.db import store
 from usagewatch.adapters.db.engine import Database, after_commit
 from usagewatch.domain.clock import Clock, from_micros, local_date, to_micros
-from usagewatch.domain.errors import Conflict, Invalid, NotFound
+from usagewatch.domain.errors import Conflict, Invalid, NotFound, UsageWatchError
 from usagewatch.domain.ledger import Book, EntryKind, Lot, LotKind, Posting
 from usagewatch.domain.money import AMOUNT_MICROS_MAX, BALANCE_MICROS_MAX, Money
 
@@ -30,6 +30,16 @@ HOLD_TTL_SECONDS_MAX = 24 * 3600
 SWEEP_BATCH_MAX = 500
 
 R = TypeVar("R")
+
+
+class Refusal(Exception):
+    """Raised by a command body to refuse the request while keeping what the body wrote
+    before deciding (a cap's pause marker and its notification): the transaction commits,
+    then `error` reaches the caller. The body must not have moved money."""
+
+    def __init__(self, error: UsageWatchError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 def new_id(prefix: str) -> str:
@@ -302,13 +312,19 @@ class LedgerService:
             book = Book.of(lots, Money(state.overdraft_micros))
             command = Command(conn, state, book, self.clock.now())
             command.expire_due_lots()
-            result = body(command)
+            refused: UsageWatchError | None = None
+            try:
+                result = body(command)
+            except Refusal as refusal:
+                refused = refusal.error
             command.book.assert_settled(command.now)
             if state.version != version_before:
                 self._announce(conn, account_id)
         if self._on_entry is not None:
             for kind in command.kinds:
                 self._on_entry(kind)
+        if refused is not None:
+            raise refused
         return result
 
     def _announce(self, conn: Connection, account_id: str) -> None:

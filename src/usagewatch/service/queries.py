@@ -15,6 +15,7 @@ from usagewatch.adapters.db.schema import credit_lots, journal_entries
 from usagewatch.domain.clock import Clock, local_date, to_micros
 from usagewatch.domain.errors import NotFound
 from usagewatch.service.ledger import LedgerService
+from usagewatch.service.limits import LimitsService
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +62,13 @@ class LotView:
 
 
 class Queries:
-    def __init__(self, db: Database, clock: Clock, ledger: LedgerService) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, ledger: LedgerService, limits: LimitsService
+    ) -> None:
         self.db = db
         self.clock = clock
         self.ledger = ledger
+        self.limits = limits
 
     def balance(self, account_id: str) -> BalanceView:
         now = self.clock.now()
@@ -103,11 +107,7 @@ class Queries:
             else []
         )
         available = state.available_micros
-        reason = None
-        if state.status != "active":
-            reason = "account_not_active"
-        elif available <= 0:
-            reason = "insufficient_balance"
+        reason = self.limits.outbound_block(conn, state, days, now)
         return BalanceView(
             account_id=state.account_id,
             currency=state.currency,

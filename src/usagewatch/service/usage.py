@@ -18,6 +18,7 @@ from usagewatch.domain.clock import Clock
 from usagewatch.domain.errors import Conflict, Invalid, NotFound
 from usagewatch.domain.money import Money
 from usagewatch.service.ledger import Command, LedgerService, fingerprint
+from usagewatch.service.limits import LimitsService, add_spend
 from usagewatch.service.rates import RateService
 
 NATURAL_ID_LENGTH_MAX = 128
@@ -50,12 +51,18 @@ def check_natural_id(value: str, field: str) -> str:
 
 class UsageService:
     def __init__(
-        self, db: Database, clock: Clock, ledger: LedgerService, rates: RateService
+        self,
+        db: Database,
+        clock: Clock,
+        ledger: LedgerService,
+        rates: RateService,
+        limits: LimitsService,
     ) -> None:
         self.db = db
         self.clock = clock
         self.ledger = ledger
         self.rates = rates
+        self.limits = limits
 
     # -- SMS -----------------------------------------------------------------------------
     def charge_sms(
@@ -72,8 +79,8 @@ class UsageService:
         campaign_id: str | None = None,
     ) -> SmsResult:
         """Charge an outbound SMS: units from the body's GSM-7/UCS-2 segmentation, or as
-        given; price = units x the account's price for the type. Refused (402) when the
-        available balance cannot cover it."""
+        given; price = units x the account's price for the type. Refused (402) by the
+        gate: the available balance, the daily and monthly caps, the campaign's budget."""
         check_natural_id(sms_sid, "sms_sid")
         kind = rating.parse_sms_type(sms_type)
         if (body is None) == (units is None):
@@ -107,6 +114,7 @@ class UsageService:
                 consumer=consumer,
                 campaign_id=campaign_id,
                 status="sent",
+                limits=self.limits,
             )
             return _sms_result(record)
 
@@ -142,6 +150,7 @@ class UsageService:
                 consumer=consumer,
                 campaign_id=campaign_id,
                 status="charged",
+                limits=self.limits,
             )
             return WhatsAppResult(conversation_id, record.sub_type, record.price_micros)
 
@@ -185,11 +194,14 @@ def charge_once(
     campaign_id: str | None = None,
     duration_seconds: int | None = None,
     allow_overrun: bool = False,
+    limits: LimitsService | None = None,
 ) -> UsageRecord:
     """Inside a command: charge a piece of usage once per natural id, and write its usage
     record and rollup. A replay (same id, same payload) returns the first record and moves
-    nothing; the same id with another payload is a 409. Refused with 402 when the available
-    balance cannot cover the price, unless `allow_overrun` (usage that already happened)."""
+    nothing; the same id with another payload is a 409. Outbound usage passes the gate of
+    `limits` (402 with the denying code); otherwise it is refused with 402 when the
+    available balance cannot cover the price, unless `allow_overrun` (usage that already
+    happened). A campaign's charges count toward its budget."""
     account_id = cmd.state.account_id
     prior = usage_store.find_record(cmd.conn, account_id, service, natural_id)
     if prior is not None:
@@ -199,6 +211,7 @@ def charge_once(
             )
         return prior
     price = price_of(rates.card_in(cmd.conn, account_id))
+    admitted = limits.admit_charge(cmd, price, campaign_id) if limits is not None else None
     postings = [cmd.book.debit(price, cmd.now, allow_overrun)] if price.is_positive() else []
     record = UsageRecord(
         id=None,
@@ -230,6 +243,9 @@ def charge_once(
     )
     if postings:
         cmd.record(postings, f"{service}:{natural_id}", None, None, reference=natural_id)
+    add_spend(cmd.conn, account_id, campaign_id, price.micros)
+    if admitted is not None and limits is not None:
+        limits.committed(cmd, admitted, price)
     return record
 
 

@@ -50,6 +50,8 @@ accounts = sa.Table(
     # Inbound calls when the balance cannot pay a pulse: 'allow' (charged at the end, an
     # explicit overrun if short) or 'deny'.
     sa.Column("inbound_at_zero", sa.String(8), nullable=False, server_default="allow"),
+    # A development/test account: created with conservative spending limits.
+    sa.Column("sandbox", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.CheckConstraint(_in("status", ACCOUNT_STATUSES), name="status"),
     sa.CheckConstraint("length(currency) = 3", name="currency"),
     sa.CheckConstraint("inbound_at_zero IN ('allow', 'deny')", name="inbound_at_zero"),
@@ -134,6 +136,7 @@ holds = sa.Table(
     sa.UniqueConstraint("account_id", "reference"),
 )
 sa.Index("ix_holds_due", holds.c.status, holds.c.expires_at_us)
+sa.Index("ix_holds_account_status", holds.c.account_id, holds.c.status)
 
 journal_entries = sa.Table(
     "journal_entries",
@@ -310,3 +313,80 @@ subscriptions = sa.Table(
     ),
 )
 sa.Index("ix_subscriptions_due", subscriptions.c.status, subscriptions.c.next_charge_at_us)
+
+
+# Spending limits: one row per account that has any. Caps are money (NULL = no cap). A cap
+# that was reached pauses outbound until `*_paused_until_us` (the next account-local day or
+# month); the sweeper clears the marker then and notes that outbound resumed.
+spending_limits = sa.Table(
+    "spending_limits",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("daily_cap_micros", sa.BigInteger, nullable=True),
+    sa.Column("monthly_cap_micros", sa.BigInteger, nullable=True),
+    sa.Column("per_call_max_duration_seconds", sa.Integer, nullable=True),
+    sa.Column("per_call_max_cost_micros", sa.BigInteger, nullable=True),
+    sa.Column("daily_paused_until_us", sa.BigInteger, nullable=True),
+    sa.Column("monthly_paused_until_us", sa.BigInteger, nullable=True),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(
+        f"daily_cap_micros IS NULL OR daily_cap_micros BETWEEN 0 AND {BALANCE_MICROS_MAX}",
+        name="daily_cap",
+    ),
+    sa.CheckConstraint(
+        f"monthly_cap_micros IS NULL OR monthly_cap_micros BETWEEN 0 AND {BALANCE_MICROS_MAX}",
+        name="monthly_cap",
+    ),
+    sa.CheckConstraint(
+        "per_call_max_duration_seconds IS NULL OR per_call_max_duration_seconds > 0",
+        name="per_call_duration",
+    ),
+    sa.CheckConstraint(
+        f"per_call_max_cost_micros IS NULL"
+        f" OR per_call_max_cost_micros BETWEEN 1 AND {BALANCE_MICROS_MAX}",
+        name="per_call_cost",
+    ),
+)
+sa.Index("ix_spending_limits_daily_pause", spending_limits.c.daily_paused_until_us)
+sa.Index("ix_spending_limits_monthly_pause", spending_limits.c.monthly_paused_until_us)
+
+# Campaign budgets. `spent_micros` is the campaign's charged usage (its rollups' cost),
+# kept in the same transaction as each charge; open holds of its calls count on top.
+CAMPAIGN_STATUSES = ("active", "paused")
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("campaign_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("budget_micros", sa.BigInteger, nullable=False),
+    sa.Column("spent_micros", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("paused_reason", sa.String(40), nullable=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
+    sa.CheckConstraint(f"budget_micros BETWEEN 0 AND {BALANCE_MICROS_MAX}", name="budget"),
+    sa.CheckConstraint("spent_micros >= 0", name="spent"),
+    sa.CheckConstraint(
+        "(status = 'active' AND paused_reason IS NULL)"
+        " OR (status = 'paused' AND paused_reason IS NOT NULL)",
+        name="paused_reason",
+    ),
+)
+
+# Notification events (cap reached, campaign paused, outbound resumed, ...): the account's
+# inbox, and what the alerts machinery delivers.
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data_json", sa.Text, nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_notifications_account", notifications.c.account_id, notifications.c.id)

@@ -32,6 +32,7 @@ def account_out(account: Account) -> AccountOut:
         status=account.status,
         created_at=instant(account.created_at_us) or "",
         inbound_at_zero=account.inbound_at_zero,
+        sandbox=account.sandbox,
     )
 
 
@@ -44,7 +45,7 @@ def create_account(
     if body.id is not None:  # "" is a bad id, not a request for a generated one
         check_account_id(body.id)
     account = c.accounts.create_account(
-        body.name, body.id, body.currency, body.timezone, body.inbound_at_zero
+        body.name, body.id, body.currency, body.timezone, body.inbound_at_zero, body.sandbox
     )
     return account_out(account)
 

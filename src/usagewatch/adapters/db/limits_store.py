@@ -1,0 +1,349 @@
+"""Storage of spending limits, campaign budgets and notification events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from usagewatch.adapters.db.schema import (
+    campaigns,
+    daily_charges,
+    holds,
+    notifications,
+    spending_limits,
+    usage_records,
+)
+from usagewatch.domain.limits import CampaignFacts, Limits
+from usagewatch.domain.money import Money
+
+
+# -- spending limits ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LimitsRow:
+    limits: Limits
+    daily_paused_until_us: int | None
+    monthly_paused_until_us: int | None
+    updated_at_us: int
+
+
+def _money(micros: int | None) -> Money | None:
+    return Money(micros) if micros is not None else None
+
+
+def _micros(amount: Money | None) -> int | None:
+    return amount.micros if amount is not None else None
+
+
+_read_limits = sa.select(
+    spending_limits.c.enabled,
+    spending_limits.c.daily_cap_micros,
+    spending_limits.c.monthly_cap_micros,
+    spending_limits.c.per_call_max_duration_seconds,
+    spending_limits.c.per_call_max_cost_micros,
+    spending_limits.c.daily_paused_until_us,
+    spending_limits.c.monthly_paused_until_us,
+    spending_limits.c.updated_at_us,
+).where(spending_limits.c.account_id == sa.bindparam("account"))
+
+
+def read_limits(conn: Connection, account_id: str) -> LimitsRow | None:
+    row = conn.execute(_read_limits, {"account": account_id}).first()
+    if row is None:
+        return None
+    return LimitsRow(
+        limits=Limits(
+            enabled=bool(row[0]),
+            daily_cap=_money(row[1]),
+            monthly_cap=_money(row[2]),
+            per_call_max_duration_seconds=row[3],
+            per_call_max_cost=_money(row[4]),
+        ),
+        daily_paused_until_us=row[5],
+        monthly_paused_until_us=row[6],
+        updated_at_us=row[7],
+    )
+
+
+def write_limits(
+    conn: Connection,
+    account_id: str,
+    limits: Limits,
+    now_us: int,
+    daily_paused_until_us: int | None,
+    monthly_paused_until_us: int | None,
+) -> None:
+    values: dict[str, Any] = {
+        "enabled": limits.enabled,
+        "daily_cap_micros": _micros(limits.daily_cap),
+        "monthly_cap_micros": _micros(limits.monthly_cap),
+        "per_call_max_duration_seconds": limits.per_call_max_duration_seconds,
+        "per_call_max_cost_micros": _micros(limits.per_call_max_cost),
+        "daily_paused_until_us": daily_paused_until_us,
+        "monthly_paused_until_us": monthly_paused_until_us,
+        "updated_at_us": now_us,
+    }
+    updated = conn.execute(
+        spending_limits.update().where(spending_limits.c.account_id == account_id).values(**values)
+    )
+    if updated.rowcount == 0:
+        conn.execute(spending_limits.insert().values(account_id=account_id, **values))
+
+
+def set_paused_until(conn: Connection, account_id: str, column: str, until_us: int | None) -> None:
+    conn.execute(
+        spending_limits.update()
+        .where(spending_limits.c.account_id == account_id)
+        .values({column: until_us})
+    )
+
+
+_charged_since = sa.select(daily_charges.c.local_date, daily_charges.c.charged_micros).where(
+    daily_charges.c.account_id == sa.bindparam("account"),
+    daily_charges.c.local_date >= sa.bindparam("since"),
+)
+
+
+def charged_by_day(conn: Connection, account_id: str, since: str) -> dict[str, int]:
+    """Charged usage per account-local day since a date (at most 31 rows)."""
+    return dict(conn.execute(_charged_since, {"account": account_id, "since": since}).all())
+
+
+def paused_accounts_due(conn: Connection, now_us: int, limit: int) -> list[str]:
+    query = (
+        sa.select(spending_limits.c.account_id)
+        .where(
+            sa.or_(
+                spending_limits.c.daily_paused_until_us <= now_us,
+                spending_limits.c.monthly_paused_until_us <= now_us,
+            )
+        )
+        .limit(limit)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def next_pause_end(conn: Connection) -> int | None:
+    daily = sa.select(sa.func.min(spending_limits.c.daily_paused_until_us)).scalar_subquery()
+    monthly = sa.select(sa.func.min(spending_limits.c.monthly_paused_until_us)).scalar_subquery()
+    row = conn.execute(sa.select(daily, monthly)).one()
+    dues = [v for v in row if v is not None]
+    return min(dues) if dues else None
+
+
+# -- campaigns -----------------------------------------------------------------------------
+@dataclass(slots=True)
+class CampaignRow:
+    account_id: str
+    campaign_id: str
+    name: str
+    budget_micros: int
+    spent_micros: int
+    status: str
+    paused_reason: str | None
+    created_at_us: int
+    updated_at_us: int
+
+
+_CAMPAIGN_COLUMNS = [c for c in campaigns.c]
+
+# What the campaign's calls in progress hold: open holds whose call carries the campaign.
+_campaign_held = (
+    sa.select(sa.func.coalesce(sa.func.sum(holds.c.amount_micros), 0))
+    .select_from(
+        holds.join(
+            usage_records,
+            sa.and_(
+                usage_records.c.account_id == holds.c.account_id,
+                usage_records.c.service == "voice",
+                usage_records.c.natural_id == holds.c.reference,
+            ),
+        )
+    )
+    .where(
+        holds.c.account_id == sa.bindparam("account"),
+        holds.c.status == "open",
+        usage_records.c.campaign_id == sa.bindparam("campaign"),
+    )
+    .scalar_subquery()
+)
+_campaign_with_held = sa.select(*_CAMPAIGN_COLUMNS, _campaign_held).where(
+    campaigns.c.account_id == sa.bindparam("account"),
+    campaigns.c.campaign_id == sa.bindparam("campaign"),
+)
+
+
+def campaign_facts(
+    conn: Connection, account_id: str, campaign_id: str
+) -> tuple[CampaignRow, CampaignFacts] | None:
+    row = conn.execute(
+        _campaign_with_held, {"account": account_id, "campaign": campaign_id}
+    ).first()
+    if row is None:
+        return None
+    campaign = CampaignRow(*row[:-1])
+    facts = CampaignFacts(
+        campaign_id=campaign.campaign_id,
+        budget=Money(campaign.budget_micros),
+        spent=Money(campaign.spent_micros),
+        held=Money(int(row[-1])),
+        status=campaign.status,
+        paused_reason=campaign.paused_reason,
+    )
+    return campaign, facts
+
+
+def find_campaign(conn: Connection, account_id: str, campaign_id: str) -> CampaignRow | None:
+    row = conn.execute(
+        sa.select(*_CAMPAIGN_COLUMNS).where(
+            campaigns.c.account_id == account_id, campaigns.c.campaign_id == campaign_id
+        )
+    ).first()
+    return CampaignRow(*row) if row is not None else None
+
+
+def list_campaigns(
+    conn: Connection, account_id: str, limit: int, after: str | None
+) -> list[CampaignRow]:
+    query = (
+        sa.select(*_CAMPAIGN_COLUMNS)
+        .where(campaigns.c.account_id == account_id)
+        .order_by(campaigns.c.campaign_id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(campaigns.c.campaign_id > after)
+    return [CampaignRow(*row) for row in conn.execute(query)]
+
+
+def insert_campaign(conn: Connection, campaign: CampaignRow) -> None:
+    conn.execute(campaigns.insert().values(**_campaign_values(campaign)))
+
+
+def update_campaign(conn: Connection, campaign: CampaignRow) -> None:
+    conn.execute(
+        campaigns.update()
+        .where(
+            campaigns.c.account_id == campaign.account_id,
+            campaigns.c.campaign_id == campaign.campaign_id,
+        )
+        .values(**_campaign_values(campaign))
+    )
+
+
+def set_campaign_status(
+    conn: Connection,
+    account_id: str,
+    campaign_id: str,
+    status: str,
+    reason: str | None,
+    now_us: int,
+) -> None:
+    conn.execute(
+        campaigns.update()
+        .where(campaigns.c.account_id == account_id, campaigns.c.campaign_id == campaign_id)
+        .values(status=status, paused_reason=reason, updated_at_us=now_us)
+    )
+
+
+def _campaign_values(campaign: CampaignRow) -> dict[str, Any]:
+    return {c.name: getattr(campaign, c.name) for c in _CAMPAIGN_COLUMNS}
+
+
+_add_spend = (
+    campaigns.update()
+    .where(
+        campaigns.c.account_id == sa.bindparam("account"),
+        campaigns.c.campaign_id == sa.bindparam("campaign"),
+    )
+    .values(spent_micros=campaigns.c.spent_micros + sa.bindparam("micros"))
+)
+
+
+def add_campaign_spend(conn: Connection, spends: list[dict[str, Any]]) -> None:
+    """Add charged usage to campaigns' spent (no-op for campaigns without a budget).
+    Each item: {"account", "campaign", "micros"}."""
+    if spends:
+        conn.execute(_add_spend, spends)
+
+
+# -- notifications ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class NotificationRow:
+    id: int
+    account_id: str
+    event: str
+    title: str
+    message: str
+    data: dict[str, Any]
+    created_at_us: int
+
+
+def insert_notification(
+    conn: Connection,
+    account_id: str,
+    event: str,
+    title: str,
+    message: str,
+    data: dict[str, Any],
+    now_us: int,
+) -> int:
+    result = conn.execute(
+        notifications.insert()
+        .values(
+            account_id=account_id,
+            event=event,
+            title=title,
+            message=message,
+            data_json=json.dumps(data, sort_keys=True, separators=(",", ":")),
+            created_at_us=now_us,
+        )
+        .returning(notifications.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def list_notifications(
+    conn: Connection, account_id: str, limit: int, before_id: int | None
+) -> list[NotificationRow]:
+    query = (
+        sa.select(*notifications.c)
+        .where(notifications.c.account_id == account_id)
+        .order_by(notifications.c.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(notifications.c.id < before_id)
+    return [
+        NotificationRow(
+            id=row.id,
+            account_id=row.account_id,
+            event=row.event,
+            title=row.title,
+            message=row.message,
+            data=json.loads(row.data_json),
+            created_at_us=row.created_at_us,
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def priced_usage_since(conn: Connection, account_id: str, since_us: int) -> Any:
+    """Priced usage records since an instant, oldest first (a server-side cursor): the
+    real usage a spending-limits dry run replays."""
+    r = usage_records.c
+    query = (
+        sa.select(r.occurred_at_us, r.service, r.sub_type, r.price_micros, r.quantity)
+        .add_columns(sa.func.coalesce(r.duration_seconds, 0))
+        .where(
+            r.account_id == account_id,
+            r.occurred_at_us >= since_us,
+            r.price_micros > 0,
+            r.status != "in-progress",
+        )
+        .order_by(r.occurred_at_us, r.id)
+    )
+    return conn.execution_options(yield_per=5000).execute(query)
