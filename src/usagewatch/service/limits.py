@@ -10,7 +10,7 @@ those writes (the command commits them, then answers 402), and moves no money.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -387,7 +387,8 @@ class LimitsService:
             month_before = {
                 first.isoformat()[:7]: sum(v for d, v in before.items() if d < dates[0])
             }
-            rows = limits_store.priced_usage_since(conn, account_id, to_micros(start))
+            since_us = to_micros(start.astimezone(UTC))
+            rows = limits_store.priced_usage_since(conn, account_id, since_us)
             usage = (
                 PastUsage(
                     occurred_at=from_micros(at).astimezone(zone),

@@ -121,9 +121,16 @@ class SimulatedDay(BaseModel):
     paused_hours: str | None = Field(description="hours paused that day, one decimal")
 
 
+class ProposedLimits(BaseModel):
+    daily_cap: MoneyOut | None
+    monthly_cap: MoneyOut | None
+    per_call_max_duration_seconds: int | None
+    per_call_max_cost: MoneyOut | None
+
+
 class SimulationOut(BaseModel):
     period: dict[str, str]
-    limits: LimitsIn
+    limits: ProposedLimits
     actual_spend: MoneyOut
     simulated_spend: MoneyOut
     blocked_spend: MoneyOut
@@ -160,7 +167,12 @@ def simulation_out(sim: Simulation, proposed: LimitsIn) -> SimulationOut:
         )
     return SimulationOut(
         period={"from": sim.first_date, "to": sim.last_date, "timezone": sim.timezone},
-        limits=proposed,
+        limits=ProposedLimits(
+            daily_cap=_money_or_none(proposed.daily_cap),
+            monthly_cap=_money_or_none(proposed.monthly_cap),
+            per_call_max_duration_seconds=proposed.per_call_max_duration_seconds,
+            per_call_max_cost=_money_or_none(proposed.per_call_max_cost),
+        ),
         actual_spend=money(result.total("actual_micros")),
         simulated_spend=money(result.total("simulated_micros")),
         blocked_spend=money(result.total("blocked_micros")),
