@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.db.schema import (
     balances,
+    campaigns,
     credit_lots,
     daily_charges,
     holds,
@@ -196,7 +197,26 @@ def verify(db: Database, account_id: str | None = None) -> list[str]:
                     f"{cached.get(key, 0)} but journal says {usage.get(key, 0)}"
                 )
         problems += _rollup_problems(conn, account_id)
+        problems += _campaign_problems(conn, account_id)
     return problems
+
+
+def _campaign_problems(conn: sa.Connection, account_id: str | None) -> list[str]:
+    """Every campaign's spent equals its rollups' cost."""
+    c, r = campaigns, usage_rollups
+    spent = (
+        sa.select(sa.func.coalesce(sa.func.sum(r.c.cost_micros), 0))
+        .where(r.c.account_id == c.c.account_id, r.c.campaign_id == c.c.campaign_id)
+        .scalar_subquery()
+    )
+    query = sa.select(c.c.account_id, c.c.campaign_id, c.c.spent_micros, spent)
+    if account_id is not None:
+        query = query.where(c.c.account_id == account_id)
+    return [
+        f"account {row[0]}: campaign {row[1]} spent cached {row[2]} but its usage says {row[3]}"
+        for row in conn.execute(query)
+        if int(row[2]) != int(row[3])
+    ]
 
 
 def _rollup_problems(conn: sa.Connection, account_id: str | None) -> list[str]:
