@@ -132,32 +132,22 @@ class LimitsService:
     # -- the gate, inside a command --------------------------------------------------------
     def read_gate(self, cmd: Command, campaign_id: str | None) -> Gate:
         state = cmd.state
-        row = limits_store.read_limits(cmd.conn, state.account_id)
-        limits = row.limits.effective() if row is not None else Limits()
-        today = month = 0
-        if limits.daily_cap is not None or limits.monthly_cap is not None:
-            day = cmd.today
-            days = limits_store.charged_by_day(cmd.conn, state.account_id, day[:8] + "01")
-            today = days.get(day, 0)
-            month = sum(days.values())
-        campaign = campaign_facts = None
-        if campaign_id is not None:
-            found = limits_store.campaign_facts(cmd.conn, state.account_id, campaign_id)
-            if found is not None:
-                campaign, campaign_facts = found
+        day = cmd.today
+        read = limits_store.read_gate(cmd.conn, state.account_id, campaign_id, day[:8] + "01", day)
+        row = read.limits
         now = cmd.now_us
         facts = GateFacts(
             account_status=state.status,
             available=Money(state.available_micros),
             reserved=Money(state.reserved_micros),
-            charged_today=Money(today),
-            charged_this_month=Money(month),
+            charged_today=Money(read.charged_today),
+            charged_this_month=Money(read.charged_this_month),
             daily_paused=_pausing(row.daily_paused_until_us if row else None, now),
             monthly_paused=_pausing(row.monthly_paused_until_us if row else None, now),
-            limits=limits,
-            campaign=campaign_facts,
+            limits=row.limits.effective() if row is not None else Limits(),
+            campaign=read.campaign_facts,
         )
-        return Gate(facts, row, campaign)
+        return Gate(facts, row, read.campaign)
 
     def admit_charge(self, cmd: Command, price: Money, campaign_id: str | None) -> Gate:
         """Refuse (402, after committing the pause it causes) an outbound charge that a

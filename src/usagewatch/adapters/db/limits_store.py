@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.db.schema import (
+    accounts,
     campaigns,
     daily_charges,
     holds,
@@ -347,3 +348,84 @@ def priced_usage_since(conn: Connection, account_id: str, since_us: int) -> Any:
         .order_by(r.occurred_at_us, r.id)
     )
     return conn.execution_options(yield_per=5000).execute(query)
+
+
+# Everything the gate reads, in one round trip: the limits (if any), this month's and
+# today's charges, and the campaign (if the usage carries one that has a budget) with what
+# its calls in progress hold.
+_dc = daily_charges.c
+_gate_query = (
+    sa.select(
+        *_read_limits.selected_columns,
+        sa.select(sa.func.coalesce(sa.func.sum(_dc.charged_micros), 0))
+        .where(_dc.account_id == accounts.c.id, _dc.local_date >= sa.bindparam("month_start"))
+        .scalar_subquery(),
+        sa.select(_dc.charged_micros)
+        .where(_dc.account_id == accounts.c.id, _dc.local_date == sa.bindparam("today"))
+        .scalar_subquery(),
+        *_CAMPAIGN_COLUMNS,
+        sa.case((campaigns.c.campaign_id.is_(None), 0), else_=_campaign_held),
+    )
+    .select_from(
+        accounts.outerjoin(
+            spending_limits, spending_limits.c.account_id == accounts.c.id
+        ).outerjoin(
+            campaigns,
+            sa.and_(
+                campaigns.c.account_id == accounts.c.id,
+                campaigns.c.campaign_id == sa.bindparam("campaign"),
+            ),
+        )
+    )
+    .where(accounts.c.id == sa.bindparam("account"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GateRow:
+    limits: LimitsRow | None
+    charged_this_month: int
+    charged_today: int
+    campaign: CampaignRow | None
+    campaign_facts: CampaignFacts | None
+
+
+def read_gate(
+    conn: Connection, account_id: str, campaign_id: str | None, month_start: str, today: str
+) -> GateRow:
+    row = conn.execute(
+        _gate_query,
+        {
+            "account": account_id,
+            "campaign": campaign_id,
+            "month_start": month_start,
+            "today": today,
+        },
+    ).one()
+    limits = None
+    if row[0] is not None:
+        limits = LimitsRow(
+            limits=Limits(
+                enabled=bool(row[0]),
+                daily_cap=_money(row[1]),
+                monthly_cap=_money(row[2]),
+                per_call_max_duration_seconds=row[3],
+                per_call_max_cost=_money(row[4]),
+            ),
+            daily_paused_until_us=row[5],
+            monthly_paused_until_us=row[6],
+            updated_at_us=row[7],
+        )
+    campaign = facts = None
+    values = row[10 : 10 + len(_CAMPAIGN_COLUMNS)]
+    if values[1] is not None:
+        campaign = CampaignRow(*values)
+        facts = CampaignFacts(
+            campaign_id=campaign.campaign_id,
+            budget=Money(campaign.budget_micros),
+            spent=Money(campaign.spent_micros),
+            held=Money(int(row[-1])),
+            status=campaign.status,
+            paused_reason=campaign.paused_reason,
+        )
+    return GateRow(limits, int(row[8]), int(row[9] or 0), campaign, facts)
