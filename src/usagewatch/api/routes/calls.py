@@ -78,9 +78,12 @@ def _authorization_out(result: CallResult) -> CallAuthorizationOut:
     status_code=201,
     response_model=CallAuthorizationOut,
     summary="Authorize a call (platform)",
-    description="`max_duration_seconds` is the most the balance allows right now, priced by "
-    "the same pulse rule that settles the call; the hold covers the first reservation "
-    "window. 402 `insufficient_balance` for an outbound call that cannot pay one pulse.",
+    description="`max_duration_seconds` is the most that every limit at once allows right "
+    "now (balance, daily and monthly caps, campaign budget, per-call cap), priced by the "
+    "same pulse rule that settles the call; the hold covers the first reservation window. "
+    "402 with the denying code (`insufficient_balance`, `daily_cap_reached`, "
+    "`monthly_cap_reached`, `campaign_budget_exhausted`, `campaign_paused`, "
+    "`per_call_cap_reached`) when not one pulse is allowed.",
 )
 def authorize_call(
     account_id: str,
@@ -104,6 +107,9 @@ def authorize_call(
     "/calls/{call_sid}/extend",
     response_model=CallAuthorizationOut,
     summary="Hold the next reservation window (platform); 402 means disconnect",
+    description="402 with the code of the limit reached (`insufficient_balance`, "
+    "`daily_cap_reached`, `monthly_cap_reached`, `campaign_budget_exhausted`, "
+    "`per_call_cap_reached`, `call_duration_max_reached`): the call must end now.",
 )
 def extend_call(
     account_id: str,

@@ -54,8 +54,9 @@ def _sms_out(result: SmsResult) -> SmsOut:
     status_code=201,
     response_model=SmsOut,
     summary="Charge an outbound SMS (platform)",
-    description="402 `insufficient_balance` when the available balance cannot cover it. "
-    "The sms_sid makes it idempotent.",
+    description="402 with the denying code when a limit does not allow it: "
+    "`insufficient_balance`, `daily_cap_reached`, `monthly_cap_reached`, "
+    "`campaign_budget_exhausted`, `campaign_paused`. The sms_sid makes it idempotent.",
 )
 def charge_sms(
     account_id: str,
@@ -109,8 +110,8 @@ class ConversationOut(BaseModel):
     status_code=201,
     response_model=ConversationOut,
     summary="Charge a WhatsApp conversation (platform)",
-    description="Priced by category; 402 `insufficient_balance` when money is short. The "
-    "conversation_id makes it idempotent.",
+    description="Priced by category; 402 with the denying code when a limit does not allow "
+    "it (as for SMS). The conversation_id makes it idempotent.",
 )
 def charge_conversation(
     account_id: str,
