@@ -445,3 +445,17 @@ def test_simulate_validates_like_put(client: TestClient, platform: dict[str, str
         f"{BASE}/spending-limits/simulate", json={"daily_cap": "-5"}, headers=ADMIN
     )
     assert response.status_code == 422 and code_of(response) == "amount_negative"
+
+
+def test_whatsapp_passes_the_same_gate(client: TestClient, platform: dict[str, str]) -> None:
+    put_limits(client, daily_cap="1.00")
+    body = {"conversation_id": "WA1", "category": "marketing", "campaign_id": "wa"}
+    first = client.post(f"{BASE}/whatsapp/conversations", json=body, headers=platform)
+    assert first.status_code == 201 and first.json()["price"] == "0.80"
+    body = {**body, "conversation_id": "WA2"}
+    second = client.post(f"{BASE}/whatsapp/conversations", json=body, headers=platform)
+    assert second.status_code == 402 and code_of(second) == "daily_cap_reached"
+    # a replay of the first still answers its first result, pause or not
+    body = {**body, "conversation_id": "WA1"}
+    again = client.post(f"{BASE}/whatsapp/conversations", json=body, headers=platform)
+    assert again.status_code == 201 and again.json() == first.json()
