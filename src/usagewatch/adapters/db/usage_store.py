@@ -3,6 +3,8 @@ connection; the usage service runs them inside the ledger command that charges t
 
 from __future__ import annotations
 
+import json
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,14 +205,19 @@ _ROLLUP_UPSERT = {"postgresql": _rollup_upsert(pg_insert), "sqlite": _rollup_ups
 
 def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """Insert usage records, skipping natural ids the account already has; returns the
-    (service, natural_id) of those inserted. PostgreSQL gets one statement over column
-    arrays (unnest); SQLite an executemany with RETURNING."""
+    (service, natural_id) of those skipped (usually none). PostgreSQL gets one statement
+    over column arrays (unnest); SQLite an executemany of the ids not found."""
     if not rows:
         return set()
     if conn.dialect.name == "postgresql":
-        arrays = {c.name: [row[c.name] for row in rows] for c in _RECORD_COLUMNS}
-        result = conn.execute(_insert_unnest_pg, arrays)
-        return {(service, natural_id) for service, natural_id in result}
+        columns = zip(*map(_record_values, rows), strict=True)
+        arrays = dict(zip(_RECORD_NAMES, map(list, columns), strict=True))
+        inserted = conn.execute(_insert_unnest_pg, arrays).all()
+        if len(inserted) == len(rows):
+            return set()
+        return {(row["service"], row["natural_id"]) for row in rows} - {
+            (service, natural_id) for service, natural_id in inserted
+        }
     # SQLite (in-process, so lookups are cheap): find the ids already there, then a plain
     # executemany of the rest through the driver (the transaction holds the write lock).
     existing: set[tuple[str, str]] = set()
@@ -219,25 +226,26 @@ def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tupl
         by_service.setdefault(row["service"], []).append(row["natural_id"])
     account_id = rows[0]["account_id"]
     for service, ids in by_service.items():
-        for start in range(0, len(ids), 500):
-            found = conn.execute(
-                _existing_ids,
-                {"account": account_id, "service": service, "ids": ids[start : start + 500]},
-            )
-            existing.update((service, natural_id) for (natural_id,) in found)
-    fresh = [row for row in rows if (row["service"], row["natural_id"]) not in existing]
+        # One indexed lookup per service over a JSON array of the ids (no statement to
+        # build per chunk of ids).
+        found = conn.exec_driver_sql(_EXISTING_IDS_SQLITE, (account_id, service, json.dumps(ids)))
+        existing.update((service, natural_id) for (natural_id,) in found)
+    fresh = (
+        [row for row in rows if (row["service"], row["natural_id"]) not in existing]
+        if existing
+        else rows
+    )
     if fresh:
-        conn.exec_driver_sql(
-            _INSERT_SQLITE, [tuple(row[c.name] for c in _RECORD_COLUMNS) for row in fresh]
-        )
-    return {(row["service"], row["natural_id"]) for row in fresh}
+        conn.exec_driver_sql(_INSERT_SQLITE, list(map(_record_values, fresh)))
+    return existing
 
 
 _RECORD_COLUMNS = [c for c in usage_records.c if c.name != "id"]
-_existing_ids = sa.select(usage_records.c.natural_id).where(
-    usage_records.c.account_id == sa.bindparam("account"),
-    usage_records.c.service == sa.bindparam("service"),
-    usage_records.c.natural_id.in_(sa.bindparam("ids", expanding=True)),
+_RECORD_NAMES = [c.name for c in _RECORD_COLUMNS]
+_record_values = operator.itemgetter(*_RECORD_NAMES)  # a row dict -> its values, in order
+_EXISTING_IDS_SQLITE = (
+    "SELECT natural_id FROM usage_records WHERE account_id = ? AND service = ?"
+    " AND natural_id IN (SELECT value FROM json_each(?))"
 )
 _INSERT_SQLITE = "INSERT INTO usage_records ({}) VALUES ({})".format(
     ", ".join(c.name for c in _RECORD_COLUMNS), ", ".join("?" for _ in _RECORD_COLUMNS)
