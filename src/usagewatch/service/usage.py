@@ -191,15 +191,7 @@ def charge_once(
     nothing; the same id with another payload is a 409. Refused with 402 when the available
     balance cannot cover the price, unless `allow_overrun` (usage that already happened)."""
     account_id = cmd.state.account_id
-    prior = usage_store.find_record(cmd.conn, account_id, service, natural_id)
-    if prior is not None:
-        if prior.request_fingerprint != print_:
-            raise Conflict(
-                "idempotency_key_reused", f"{natural_id!r} was used with another payload"
-            )
-        return prior
     price = price_of(rates.card_in(cmd.conn, account_id))
-    postings = [cmd.book.debit(price, cmd.now, allow_overrun)] if price.is_positive() else []
     record = UsageRecord(
         id=None,
         account_id=account_id,
@@ -219,17 +211,19 @@ def charge_once(
         updated_at_us=cmd.now_us,
         request_fingerprint=print_,
     )
-    usage_store.insert_record(cmd.conn, record)
-    usage_store.add_to_rollup(
-        cmd.conn,
-        record,
-        records=1,
-        quantity=quantity,
-        duration_seconds=duration_seconds or 0,
-        cost_micros=price.micros,
-    )
-    if postings:
-        cmd.record(postings, f"{service}:{natural_id}", None, None, reference=natural_id)
+    # The record (and its rollup) goes in first: the natural id's unique constraint tells a
+    # replay apart without a lookup on the common path. A refused charge below rolls it back.
+    if not usage_store.insert_record_once(cmd.conn, record):
+        prior = usage_store.find_record(cmd.conn, account_id, service, natural_id)
+        assert prior is not None, "the insert was skipped, so the record exists"
+        if prior.request_fingerprint != print_:
+            raise Conflict(
+                "idempotency_key_reused", f"{natural_id!r} was used with another payload"
+            )
+        return prior
+    if price.is_positive():
+        posting = cmd.book.debit(price, cmd.now, allow_overrun)
+        cmd.record([posting], f"{service}:{natural_id}", None, None, reference=natural_id)
     return record
 
 

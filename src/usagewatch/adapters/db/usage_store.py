@@ -107,6 +107,41 @@ def insert_record(conn: Connection, record: UsageRecord) -> int:
     return record.id
 
 
+def insert_record_once(conn: Connection, record: UsageRecord) -> bool:
+    """Insert a usage record and add it to its day's rollup row (one record, its quantity,
+    duration and price), unless the account already has its natural id: then nothing is
+    written and False is returned. PostgreSQL does it all in one round trip."""
+    values = {name: getattr(record, name) for name in _RECORD_NAMES}
+    if conn.dialect.name == "postgresql":
+        values["consumer_key"] = record.consumer or ""
+        values["campaign_key"] = record.campaign_id or ""
+        values["duration_sum"] = record.duration_seconds or 0
+        new_id = conn.execute(_insert_record_once_pg, values).scalar()
+    else:
+        new_id = conn.execute(_insert_record_once_sqlite, values).scalar()
+        if new_id is not None:
+            conn.execute(
+                _ROLLUP_UPSERT["sqlite"],
+                {
+                    "account_id": record.account_id,
+                    "local_date": record.local_date,
+                    "service": record.service,
+                    "sub_type": record.sub_type,
+                    "consumer": record.consumer or "",
+                    "campaign_id": record.campaign_id or "",
+                    "records": 1,
+                    "quantity": record.quantity,
+                    "duration_seconds": record.duration_seconds or 0,
+                    "cost_micros": record.price_micros,
+                    "delivered": 0,
+                },
+            )
+    if new_id is None:
+        return False
+    record.id = int(new_id)
+    return True
+
+
 def update_record(conn: Connection, record: UsageRecord) -> None:
     values = {c.name: getattr(record, c.name) for c in usage_records.c if c.name != "id"}
     conn.execute(usage_records.update().where(usage_records.c.id == record.id).values(**values))
@@ -264,5 +299,45 @@ _insert_unnest_pg = sa.text(
     "RETURNING service, natural_id".format(
         names=", ".join(c.name for c in _RECORD_COLUMNS),
         arrays=", ".join(f"CAST(:{c.name} AS {_pg_array_type(c)})" for c in _RECORD_COLUMNS),
+    )
+)
+
+
+_insert_record_once_sqlite = (
+    sqlite_insert(usage_records)
+    .on_conflict_do_nothing(
+        index_elements=[
+            usage_records.c.account_id,
+            usage_records.c.service,
+            usage_records.c.natural_id,
+        ]
+    )
+    .returning(usage_records.c.id)
+)
+
+# PostgreSQL: the record insert and its rollup upsert in one statement; the rollup row is
+# only touched when the record was inserted. Returns the new record's id, or no row.
+_insert_record_once_pg = sa.text(
+    """
+    WITH record AS (
+        INSERT INTO usage_records ({names}) VALUES ({values})
+        ON CONFLICT (account_id, service, natural_id) DO NOTHING
+        RETURNING id
+    ), rolled AS (
+        INSERT INTO usage_rollups (account_id, local_date, service, sub_type, consumer,
+            campaign_id, records, quantity, duration_seconds, cost_micros, delivered)
+        SELECT :account_id, :local_date, :service, :sub_type, :consumer_key, :campaign_key,
+            1, :quantity, :duration_sum, :price_micros, 0
+        FROM record
+        ON CONFLICT (account_id, local_date, service, sub_type, consumer, campaign_id)
+        DO UPDATE SET records = usage_rollups.records + EXCLUDED.records,
+            quantity = usage_rollups.quantity + EXCLUDED.quantity,
+            duration_seconds = usage_rollups.duration_seconds + EXCLUDED.duration_seconds,
+            cost_micros = usage_rollups.cost_micros + EXCLUDED.cost_micros
+    )
+    SELECT id FROM record
+    """.format(
+        names=", ".join(_RECORD_NAMES),
+        values=", ".join(f":{name}" for name in _RECORD_NAMES),
     )
 )
