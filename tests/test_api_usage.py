@@ -113,6 +113,22 @@ def test_sms_sid_is_idempotent(client: TestClient, platform: dict[str, str]) -> 
     assert other.json()["error"]["code"] == "idempotency_key_reused"
 
 
+def test_a_replay_answers_even_when_money_ran_out_and_a_refusal_leaves_nothing(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    first = _sms(client, platform, "SMR", units=5)  # the whole 1.00
+    assert first.status_code == 201
+    again = _sms(client, platform, "SMR", units=5)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert _sms(client, platform, "SMR", units=4).status_code == 409
+    assert _sms(client, platform, "SMN", body="hi").status_code == 402
+    client.post("/v1/accounts/acme/credits", json={"type": "paid", "amount": "1"}, headers=ADMIN)
+    retried = _sms(client, platform, "SMN", body="hi")  # the refusal left no record behind
+    assert retried.status_code == 201 and retried.json()["price"] == "0.20"
+    assert client.get("/v1/accounts/acme/balance", headers=ADMIN).json()["today_usage"] == "1.20"
+    assert verify(container.db) == []
+
+
 def test_delivery_reports_feed_the_rollup(
     client: TestClient, platform: dict[str, str], container: Container
 ) -> None:

@@ -93,6 +93,22 @@ def test_replays_are_duplicates_and_conflicts_are_rejected(
     assert verify(container.db) == []
 
 
+def test_a_batch_mixing_known_and_new_ids_charges_only_the_new(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    batch(client, platform, EVENTS[:2])  # C1 1.20 + S1 0.20
+    new_sms = dict(EVENTS[1], sms_sid="S9")
+    again = batch(client, platform, [EVENTS[0], new_sms, EVENTS[1], EVENTS[2]])
+    assert [(r["id"], r["status"], r.get("price")) for r in again] == [
+        ("C1", "duplicate", None),
+        ("S9", "applied", "0.20"),
+        ("S1", "duplicate", None),
+        ("W1", "applied", "0.35"),
+    ]
+    assert client.get(f"{BASE}/balance", headers=ADMIN).json()["today_usage"] == "1.95"
+    assert verify(container.db) == []
+
+
 def test_the_same_id_twice_in_one_batch_is_charged_once(
     client: TestClient, platform: dict[str, str]
 ) -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -82,11 +82,12 @@ class EventResult:
 @dataclass(slots=True)
 class _Event:
     index: int
-    kind: str
+    service: str
     natural_id: str
     sub_type: str
-    quantity_of: Any  # card -> (quantity, duration, price)
-    fields: dict[str, Any]
+    status: str
+    pricing: tuple[Any, ...]  # what the price depends on (see _price_of)
+    raw: Mapping[str, Any]
     occurred_at: datetime
     print_: str
 
@@ -107,10 +108,10 @@ class BatchService:
             )
         results: list[EventResult | None] = [None] * len(events)
         parsed: list[_Event] = []
-        now = self.clock.now()
+        parser = _Parser(self.clock.now())
         for index, raw in enumerate(events):
             try:
-                parsed.append(_parse(index, raw, now))
+                parsed.append(parser.parse(index, raw))
             except UsageWatchError as exc:
                 results[index] = EventResult(_id_of(raw), "rejected", None, exc.code, exc.message)
 
@@ -126,41 +127,53 @@ class BatchService:
         account_id = cmd.state.account_id
         card = self.rates.card_in(cmd.conn, account_id)
         tz = cmd.state.timezone
+        now_us = cmd.now_us
+        # Events of a batch share few distinct prices and instants: work each out once.
+        prices: dict[tuple[Any, ...], tuple[int, int | None, Money] | UsageWatchError] = {}
+        instants: dict[datetime, tuple[str, int]] = {}
         seen: dict[tuple[str, str], _Event] = {}
         candidates: list[tuple[_Event, dict[str, Any]]] = []
         for event in events:
-            key = (_SERVICE[event.kind], event.natural_id)
+            key = (event.service, event.natural_id)
             if key in seen:  # the same id twice in one batch
                 _judge_repeat(event, seen[key].print_, results)
                 continue
-            try:
-                quantity, duration, price = event.quantity_of(card)
-            except UsageWatchError as exc:
+            priced = prices.get(event.pricing)
+            if priced is None:
+                priced = prices[event.pricing] = _price_of(card, event.pricing)
+            if isinstance(priced, UsageWatchError):
                 results[event.index] = EventResult(
-                    event.natural_id, "rejected", None, exc.code, exc.message
+                    event.natural_id, "rejected", None, priced.code, priced.message
                 )
                 continue
+            quantity, duration, price = priced
+            dated = instants.get(event.occurred_at)
+            if dated is None:
+                dated = instants[event.occurred_at] = (
+                    local_date(event.occurred_at, tz).isoformat(),
+                    to_micros(event.occurred_at),
+                )
             seen[key] = event
-            f = event.fields
+            raw = event.raw
             candidates.append(
                 (
                     event,
                     {
                         "account_id": account_id,
-                        "service": key[0],
+                        "service": event.service,
                         "sub_type": event.sub_type,
                         "natural_id": event.natural_id,
-                        "status": f.get("status") or "completed",
-                        "consumer": f.get("consumer"),
-                        "campaign_id": f.get("campaign_id"),
-                        "from_number": f.get("from"),
-                        "to_number": f.get("to"),
+                        "status": event.status,
+                        "consumer": raw.get("consumer"),
+                        "campaign_id": raw.get("campaign_id"),
+                        "from_number": raw.get("from"),
+                        "to_number": raw.get("to"),
                         "quantity": quantity,
                         "duration_seconds": duration,
                         "price_micros": price.micros,
-                        "local_date": local_date(event.occurred_at, tz).isoformat(),
-                        "occurred_at_us": to_micros(event.occurred_at),
-                        "updated_at_us": cmd.now_us,
+                        "local_date": dated[0],
+                        "occurred_at_us": dated[1],
+                        "updated_at_us": now_us,
                         "request_fingerprint": event.print_,
                         "start_result_json": None,
                         "end_result_json": None,
@@ -170,17 +183,18 @@ class BatchService:
             )
         # Insert first: ids the account already has are skipped by the unique constraint,
         # then judged (duplicate or conflicting) from what is stored.
-        inserted = usage_store.insert_new_records(cmd.conn, [row for _, row in candidates])
-        skipped = [
-            (e, row) for e, row in candidates if (row["service"], e.natural_id) not in inserted
-        ]
-        stored = _stored_fingerprints(cmd, [(row["service"], e.natural_id) for e, row in skipped])
-        for event, row in skipped:
-            _judge_repeat(event, stored[(row["service"], event.natural_id)], results)
+        skipped = usage_store.insert_new_records(cmd.conn, [row for _, row in candidates])
+        if skipped:
+            stored = _stored_fingerprints(cmd, sorted(skipped))
+            for event, _row in candidates:
+                key = (event.service, event.natural_id)
+                if key in skipped:
+                    _judge_repeat(event, stored[key], results)
         rollups: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         total = 0
+        applied = 0
         for event, row in candidates:
-            if (row["service"], event.natural_id) not in inserted:
+            if skipped and (event.service, event.natural_id) in skipped:
                 continue
             group = (
                 row["local_date"],
@@ -195,6 +209,7 @@ class BatchService:
             sums[2] += row["duration_seconds"] or 0
             sums[3] += row["price_micros"]
             total += row["price_micros"]
+            applied += 1
             results[event.index] = EventResult(event.natural_id, "applied", row["price_micros"])
         if total > 0:
             posting = cmd.book.debit(Money(total), cmd.now, allow_overrun=True)
@@ -203,11 +218,31 @@ class BatchService:
                 new_id("batch"),
                 None,
                 None,
-                description=f"batch of {len(inserted)} usage events",
+                description=f"batch of {applied} usage events",
             )
         if rollups:
             usage_store.add_rollups(cmd.conn, account_id, rollups)
             limits_store.add_campaign_spend(cmd.conn, campaign_spends(account_id, rollups))
+
+
+def _price_of(
+    card: rating.RateCard, pricing: tuple[Any, ...]
+) -> tuple[int, int | None, Money] | UsageWatchError:
+    """(quantity, duration_seconds, price) of an event from its pricing key, or the error
+    that rejects it."""
+    try:
+        if pricing[0] == "sms":
+            _, sms_type, count = pricing
+            return count, None, rating.price_sms(card, sms_type, count)
+        if pricing[0] == "whatsapp":
+            return 1, None, rating.price_whatsapp(card, pricing[1])
+        _, direction, status, duration = pricing
+        if status != "completed":
+            return 0, duration, Money(0)
+        priced = rating.price_call(card, direction, duration)
+        return priced.pulses, duration, priced.price
+    except UsageWatchError as exc:
+        return exc
 
 
 def _judge_repeat(event: _Event, earlier_print: str, results: list[EventResult | None]) -> None:
@@ -263,60 +298,88 @@ def _text(raw: Mapping[str, Any], field: str, required: bool = False, length: in
     return value
 
 
-def _parse(index: int, raw: Any, now: datetime) -> _Event:
-    if not isinstance(raw, Mapping):
-        raise Invalid("validation_error", "an event is a JSON object", "events")
-    kind = raw.get("kind")
-    if kind not in _ID_FIELD:
-        raise Invalid("validation_error", "kind is call, sms or whatsapp", "kind")
-    unknown = set(raw) - _FIELDS[kind]
-    if unknown:
-        field = sorted(unknown)[0]
-        raise Invalid("unknown_field", f"{kind} events do not take {field!r}", field)
-    natural_id = check_natural_id(_text(raw, _ID_FIELD[kind], required=True), _ID_FIELD[kind])
-    occurred_at = _occurred_at(raw.get("occurred_at"), now)
-    for field in ("consumer", "campaign_id"):
-        _text(raw, field, length=64 if field == "campaign_id" else 128)
-    for field in ("from", "to"):
-        _text(raw, field, length=32)
-    fields = dict(raw)
-    if kind == "sms":
-        sms_type = rating.parse_sms_type(raw.get("type"))
-        body, units = raw.get("body"), raw.get("units")
-        if (body is None) == (units is None):
-            raise Invalid("validation_error", "give either body or units", "body")
-        count = (
-            rating.sms_segments(body).units if body is not None else rating.check_sms_units(units)
+_E = TypeVar("_E")
+_TEXT_LENGTHS_MAX = (("consumer", 128), ("campaign_id", 64), ("from", 32), ("to", 32))
+
+
+class _Parser:
+    """Validates one batch's events. Timestamps and enum names repeat across a batch, so
+    each distinct string is parsed once (the checks and their errors are unchanged)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._instants: dict[str, datetime] = {}
+        self._names: dict[tuple[Callable[[object], Any], str], Any] = {}
+
+    def _name(self, parse: Callable[[object], _E], value: object) -> _E:
+        if type(value) is not str:
+            return parse(value)  # raises (or accepts) exactly as before
+        hit = self._names.get((parse, value))
+        if hit is None:
+            hit = self._names[(parse, value)] = parse(value)
+        return hit
+
+    def _occurred_at(self, value: Any) -> datetime:
+        if type(value) is not str:
+            return _occurred_at(value, self.now)
+        instant = self._instants.get(value)
+        if instant is None:
+            instant = self._instants[value] = _occurred_at(value, self.now)
+        return instant
+
+    def parse(self, index: int, raw: Any) -> _Event:
+        if not isinstance(raw, Mapping):
+            raise Invalid("validation_error", "an event is a JSON object", "events")
+        kind = raw.get("kind")
+        if kind not in _ID_FIELD:
+            raise Invalid("validation_error", "kind is call, sms or whatsapp", "kind")
+        unknown = raw.keys() - _FIELDS[kind]
+        if unknown:
+            field = sorted(unknown)[0]
+            raise Invalid("unknown_field", f"{kind} events do not take {field!r}", field)
+        id_field = _ID_FIELD[kind]
+        natural_id = check_natural_id(_text(raw, id_field, required=True), id_field)
+        occurred_at = self._occurred_at(raw.get("occurred_at"))
+        for field, length in _TEXT_LENGTHS_MAX:
+            value = raw.get(field)
+            if value is not None and (not isinstance(value, str) or len(value) > length):
+                raise Invalid("validation_error", f"{field} is a string of at most {length}", field)
+        pricing: tuple[Any, ...]
+        if kind == "sms":
+            sms_type = self._name(rating.parse_sms_type, raw.get("type"))
+            body, units = raw.get("body"), raw.get("units")
+            if (body is None) == (units is None):
+                raise Invalid("validation_error", "give either body or units", "body")
+            count = (
+                rating.sms_segments(body).units
+                if body is not None
+                else rating.check_sms_units(units)
+            )
+            sub_type = sms_type.value
+            status = "sent"
+            pricing = ("sms", sms_type, count)
+        elif kind == "whatsapp":
+            category = self._name(rating.parse_whatsapp_category, raw.get("category"))
+            sub_type = category.value
+            status = "charged"
+            pricing = ("whatsapp", category)
+        else:
+            direction = self._name(rating.parse_call_direction, raw.get("direction"))
+            call_status = raw.get("status")
+            if call_status not in CALL_STATUSES:
+                raise Invalid(
+                    "invalid_status", f"status is one of {sorted(CALL_STATUSES)}", "status"
+                )
+            status = str(call_status)
+            duration = rating.check_duration(raw.get("duration_seconds"))
+            sub_type = direction.value
+            pricing = ("call", direction, status, duration)
+
+        # The event's payload, as sent (flat JSON: strings, numbers, null), digested.
+        print_ = hashlib.sha256(repr(sorted(raw.items())).encode()).hexdigest()
+        return _Event(
+            index, _SERVICE[kind], natural_id, sub_type, status, pricing, raw, occurred_at, print_
         )
-        sub_type = sms_type.value
-        fields["status"] = "sent"
-
-        def quantity_of(card: rating.RateCard) -> tuple[int, int | None, Money]:
-            return count, None, rating.price_sms(card, sms_type, count)
-    elif kind == "whatsapp":
-        category = rating.parse_whatsapp_category(raw.get("category"))
-        sub_type = category.value
-        fields["status"] = "charged"
-
-        def quantity_of(card: rating.RateCard) -> tuple[int, int | None, Money]:
-            return 1, None, rating.price_whatsapp(card, category)
-    else:
-        direction = rating.parse_call_direction(raw.get("direction"))
-        status = raw.get("status")
-        if status not in CALL_STATUSES:
-            raise Invalid("invalid_status", f"status is one of {sorted(CALL_STATUSES)}", "status")
-        duration = rating.check_duration(raw.get("duration_seconds"))
-        sub_type = direction.value
-
-        def quantity_of(card: rating.RateCard) -> tuple[int, int | None, Money]:
-            if status != "completed":
-                return 0, duration, Money(0)
-            priced = rating.price_call(card, direction, duration)
-            return priced.pulses, duration, priced.price
-
-    # The event's payload, as sent (flat JSON: strings, numbers, null), digested.
-    print_ = hashlib.sha256(repr(sorted(raw.items())).encode()).hexdigest()
-    return _Event(index, kind, natural_id, sub_type, quantity_of, fields, occurred_at, print_)
 
 
 def _occurred_at(value: Any, now: datetime) -> datetime:

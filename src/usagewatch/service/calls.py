@@ -105,7 +105,7 @@ class CallService:
             max_seconds = allowance.max_seconds
             if max_seconds == 0:
                 one_pulse = rating.price_call(card, kind, 1).price
-                raise self.limits.refuse(cmd, admitted, allowance.reason, one_pulse)
+                raise self.limits.refuse(admitted, allowance.reason, campaign_id, one_pulse)
             available = Money(cmd.state.available_micros)
             window = min(self.settings.window_seconds, max_seconds)
             hold_price = rating.price_call(card, kind, window).price
@@ -180,7 +180,7 @@ class CallService:
             more = rating.price_call(card, kind, target).price - held
             if target <= covered or not more.is_positive():
                 one_pulse = rating.price_call(card, kind, 1).price
-                raise self.limits.refuse(cmd, admitted, allowance.reason, one_pulse)
+                raise self.limits.refuse(admitted, allowance.reason, record.campaign_id, one_pulse)
             elapsed_seconds = (cmd.now_us - record.occurred_at_us) // 1_000_000
             ttl = max(target - elapsed_seconds, 1) + self.settings.hold_grace_seconds
             extended = cmd.extend_hold(call_sid, more, ttl, f"extend:{call_sid}:{target}", None)

@@ -33,13 +33,17 @@ R = TypeVar("R")
 
 
 class Refusal(Exception):
-    """Raised by a command body to refuse the request while keeping what the body wrote
-    before deciding (a cap's pause marker and its notification): the transaction commits,
-    then `error` reaches the caller. The body must not have moved money."""
+    """Raised by a command body to refuse the request: its transaction rolls back (whatever
+    the body wrote before deciding is undone), then `then` runs as a command of its own to
+    record what the refusal causes (a cap's pause and its notification), then `error`
+    reaches the caller."""
 
-    def __init__(self, error: UsageWatchError) -> None:
+    def __init__(
+        self, error: UsageWatchError, then: Callable[[Command], None] | None = None
+    ) -> None:
         super().__init__(error.message)
         self.error = error
+        self.then = then
 
 
 def new_id(prefix: str) -> str:
@@ -296,6 +300,21 @@ class LedgerService:
         """Run one money-moving command in one transaction: lock the account, answer a replay
         of `key` from the journal (409 if `print_` differs), forfeit what fell due, run
         `body`, commit, tell listeners. Other services compose their commands with it."""
+        try:
+            return self._run(account_id, key, print_, result_type, body)
+        except Refusal as refusal:
+            if refusal.then is not None:
+                self._run(account_id, None, None, type(None), refusal.then)
+            raise refusal.error from None
+
+    def _run(
+        self,
+        account_id: str,
+        key: str | None,
+        print_: str | None,
+        result_type: type[R],
+        body: Callable[[Command], R],
+    ) -> R:
         with self.db.write() as conn:
             state = store.lock_account(conn, account_id)
             if state is None:
@@ -312,19 +331,13 @@ class LedgerService:
             book = Book.of(lots, Money(state.overdraft_micros))
             command = Command(conn, state, book, self.clock.now())
             command.expire_due_lots()
-            refused: UsageWatchError | None = None
-            try:
-                result = body(command)
-            except Refusal as refusal:
-                refused = refusal.error
+            result = body(command)
             command.book.assert_settled(command.now)
             if state.version != version_before:
                 self._announce(conn, account_id)
         if self._on_entry is not None:
             for kind in command.kinds:
                 self._on_entry(kind)
-        if refused is not None:
-            raise refused
         return result
 
     def _announce(self, conn: Connection, account_id: str) -> None:

@@ -9,6 +9,7 @@ those writes (the command commits them, then answers 402), and moves no money.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -155,8 +156,7 @@ class LimitsService:
         read = self.read_gate(cmd, campaign_id)
         denial = gate.check_charge(read.facts, price)
         if denial is not None:
-            self._pause(cmd, read, denial.code)
-            raise Refusal(denial.error())
+            raise Refusal(denial.error(), self._pausing_for(denial.code, campaign_id))
         return read
 
     def admit_call(
@@ -182,11 +182,22 @@ class LimitsService:
         )
         return read, allowance
 
-    def refuse(self, cmd: Command, read: Gate, code: str, needed: Money | None = None) -> Refusal:
-        """The refusal for `code`, after pausing what it pauses."""
-        self._pause(cmd, read, code)
+    def refuse(
+        self, read: Gate, code: str, campaign_id: str | None, needed: Money | None = None
+    ) -> Refusal:
+        """The refusal for `code`; once it rolled back, it pauses what it pauses."""
         room = read.facts.available if code == gate.INSUFFICIENT_BALANCE else None
-        return Refusal(gate.Denial(code, needed, room).error())
+        error = gate.Denial(code, needed, room).error()
+        return Refusal(error, self._pausing_for(code, campaign_id))
+
+    def _pausing_for(self, code: str, campaign_id: str | None) -> Callable[[Command], None]:
+        """What a refusal by `code` causes, as a command run after the refused one rolled
+        back: the pause (once: an account or campaign already paused stays as it is)."""
+
+        def command(cmd: Command) -> None:
+            self._pause(cmd, self.read_gate(cmd, campaign_id), code)
+
+        return command
 
     def committed(self, cmd: Command, read: Gate, amount: Money, outbound: bool = True) -> None:
         """After a gated charge or hold of `amount`: a cap or budget it used up exactly

@@ -203,16 +203,7 @@ def charge_once(
     available balance cannot cover the price, unless `allow_overrun` (usage that already
     happened). A campaign's charges count toward its budget."""
     account_id = cmd.state.account_id
-    prior = usage_store.find_record(cmd.conn, account_id, service, natural_id)
-    if prior is not None:
-        if prior.request_fingerprint != print_:
-            raise Conflict(
-                "idempotency_key_reused", f"{natural_id!r} was used with another payload"
-            )
-        return prior
     price = price_of(rates.card_in(cmd.conn, account_id))
-    admitted = limits.admit_charge(cmd, price, campaign_id) if limits is not None else None
-    postings = [cmd.book.debit(price, cmd.now, allow_overrun)] if price.is_positive() else []
     record = UsageRecord(
         id=None,
         account_id=account_id,
@@ -232,17 +223,20 @@ def charge_once(
         updated_at_us=cmd.now_us,
         request_fingerprint=print_,
     )
-    usage_store.insert_record(cmd.conn, record)
-    usage_store.add_to_rollup(
-        cmd.conn,
-        record,
-        records=1,
-        quantity=quantity,
-        duration_seconds=duration_seconds or 0,
-        cost_micros=price.micros,
-    )
-    if postings:
-        cmd.record(postings, f"{service}:{natural_id}", None, None, reference=natural_id)
+    # The record (and its rollup) goes in first: the natural id's unique constraint tells a
+    # replay apart without a lookup on the common path. A refused charge below rolls it back.
+    if not usage_store.insert_record_once(cmd.conn, record):
+        prior = usage_store.find_record(cmd.conn, account_id, service, natural_id)
+        assert prior is not None, "the insert was skipped, so the record exists"
+        if prior.request_fingerprint != print_:
+            raise Conflict(
+                "idempotency_key_reused", f"{natural_id!r} was used with another payload"
+            )
+        return prior
+    admitted = limits.admit_charge(cmd, price, campaign_id) if limits is not None else None
+    if price.is_positive():
+        posting = cmd.book.debit(price, cmd.now, allow_overrun)
+        cmd.record([posting], f"{service}:{natural_id}", None, None, reference=natural_id)
     add_spend(cmd.conn, account_id, campaign_id, price.micros)
     if admitted is not None and limits is not None:
         limits.committed(cmd, admitted, price)

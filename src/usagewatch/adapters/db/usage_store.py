@@ -3,6 +3,8 @@ connection; the usage service runs them inside the ledger command that charges t
 
 from __future__ import annotations
 
+import json
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +107,41 @@ def insert_record(conn: Connection, record: UsageRecord) -> int:
     return record.id
 
 
+def insert_record_once(conn: Connection, record: UsageRecord) -> bool:
+    """Insert a usage record and add it to its day's rollup row (one record, its quantity,
+    duration and price), unless the account already has its natural id: then nothing is
+    written and False is returned. PostgreSQL does it all in one round trip."""
+    values = {name: getattr(record, name) for name in _RECORD_NAMES}
+    if conn.dialect.name == "postgresql":
+        values["consumer_key"] = record.consumer or ""
+        values["campaign_key"] = record.campaign_id or ""
+        values["duration_sum"] = record.duration_seconds or 0
+        new_id = conn.execute(_insert_record_once_pg, values).scalar()
+    else:
+        new_id = conn.execute(_insert_record_once_sqlite, values).scalar()
+        if new_id is not None:
+            conn.execute(
+                _ROLLUP_UPSERT["sqlite"],
+                {
+                    "account_id": record.account_id,
+                    "local_date": record.local_date,
+                    "service": record.service,
+                    "sub_type": record.sub_type,
+                    "consumer": record.consumer or "",
+                    "campaign_id": record.campaign_id or "",
+                    "records": 1,
+                    "quantity": record.quantity,
+                    "duration_seconds": record.duration_seconds or 0,
+                    "cost_micros": record.price_micros,
+                    "delivered": 0,
+                },
+            )
+    if new_id is None:
+        return False
+    record.id = int(new_id)
+    return True
+
+
 def update_record(conn: Connection, record: UsageRecord) -> None:
     values = {c.name: getattr(record, c.name) for c in usage_records.c if c.name != "id"}
     conn.execute(usage_records.update().where(usage_records.c.id == record.id).values(**values))
@@ -203,14 +240,19 @@ _ROLLUP_UPSERT = {"postgresql": _rollup_upsert(pg_insert), "sqlite": _rollup_ups
 
 def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """Insert usage records, skipping natural ids the account already has; returns the
-    (service, natural_id) of those inserted. PostgreSQL gets one statement over column
-    arrays (unnest); SQLite an executemany with RETURNING."""
+    (service, natural_id) of those skipped (usually none). PostgreSQL gets one statement
+    over column arrays (unnest); SQLite an executemany of the ids not found."""
     if not rows:
         return set()
     if conn.dialect.name == "postgresql":
-        arrays = {c.name: [row[c.name] for row in rows] for c in _RECORD_COLUMNS}
-        result = conn.execute(_insert_unnest_pg, arrays)
-        return {(service, natural_id) for service, natural_id in result}
+        columns = zip(*map(_record_values, rows), strict=True)
+        arrays = dict(zip(_RECORD_NAMES, map(list, columns), strict=True))
+        inserted = conn.execute(_insert_unnest_pg, arrays).all()
+        if len(inserted) == len(rows):
+            return set()
+        return {(row["service"], row["natural_id"]) for row in rows} - {
+            (service, natural_id) for service, natural_id in inserted
+        }
     # SQLite (in-process, so lookups are cheap): find the ids already there, then a plain
     # executemany of the rest through the driver (the transaction holds the write lock).
     existing: set[tuple[str, str]] = set()
@@ -219,25 +261,26 @@ def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tupl
         by_service.setdefault(row["service"], []).append(row["natural_id"])
     account_id = rows[0]["account_id"]
     for service, ids in by_service.items():
-        for start in range(0, len(ids), 500):
-            found = conn.execute(
-                _existing_ids,
-                {"account": account_id, "service": service, "ids": ids[start : start + 500]},
-            )
-            existing.update((service, natural_id) for (natural_id,) in found)
-    fresh = [row for row in rows if (row["service"], row["natural_id"]) not in existing]
+        # One indexed lookup per service over a JSON array of the ids (no statement to
+        # build per chunk of ids).
+        found = conn.exec_driver_sql(_EXISTING_IDS_SQLITE, (account_id, service, json.dumps(ids)))
+        existing.update((service, natural_id) for (natural_id,) in found)
+    fresh = (
+        [row for row in rows if (row["service"], row["natural_id"]) not in existing]
+        if existing
+        else rows
+    )
     if fresh:
-        conn.exec_driver_sql(
-            _INSERT_SQLITE, [tuple(row[c.name] for c in _RECORD_COLUMNS) for row in fresh]
-        )
-    return {(row["service"], row["natural_id"]) for row in fresh}
+        conn.exec_driver_sql(_INSERT_SQLITE, list(map(_record_values, fresh)))
+    return existing
 
 
 _RECORD_COLUMNS = [c for c in usage_records.c if c.name != "id"]
-_existing_ids = sa.select(usage_records.c.natural_id).where(
-    usage_records.c.account_id == sa.bindparam("account"),
-    usage_records.c.service == sa.bindparam("service"),
-    usage_records.c.natural_id.in_(sa.bindparam("ids", expanding=True)),
+_RECORD_NAMES = [c.name for c in _RECORD_COLUMNS]
+_record_values = operator.itemgetter(*_RECORD_NAMES)  # a row dict -> its values, in order
+_EXISTING_IDS_SQLITE = (
+    "SELECT natural_id FROM usage_records WHERE account_id = ? AND service = ?"
+    " AND natural_id IN (SELECT value FROM json_each(?))"
 )
 _INSERT_SQLITE = "INSERT INTO usage_records ({}) VALUES ({})".format(
     ", ".join(c.name for c in _RECORD_COLUMNS), ", ".join("?" for _ in _RECORD_COLUMNS)
@@ -256,5 +299,45 @@ _insert_unnest_pg = sa.text(
     "RETURNING service, natural_id".format(
         names=", ".join(c.name for c in _RECORD_COLUMNS),
         arrays=", ".join(f"CAST(:{c.name} AS {_pg_array_type(c)})" for c in _RECORD_COLUMNS),
+    )
+)
+
+
+_insert_record_once_sqlite = (
+    sqlite_insert(usage_records)
+    .on_conflict_do_nothing(
+        index_elements=[
+            usage_records.c.account_id,
+            usage_records.c.service,
+            usage_records.c.natural_id,
+        ]
+    )
+    .returning(usage_records.c.id)
+)
+
+# PostgreSQL: the record insert and its rollup upsert in one statement; the rollup row is
+# only touched when the record was inserted. Returns the new record's id, or no row.
+_insert_record_once_pg = sa.text(
+    """
+    WITH record AS (
+        INSERT INTO usage_records ({names}) VALUES ({values})
+        ON CONFLICT (account_id, service, natural_id) DO NOTHING
+        RETURNING id
+    ), rolled AS (
+        INSERT INTO usage_rollups (account_id, local_date, service, sub_type, consumer,
+            campaign_id, records, quantity, duration_seconds, cost_micros, delivered)
+        SELECT :account_id, :local_date, :service, :sub_type, :consumer_key, :campaign_key,
+            1, :quantity, :duration_sum, :price_micros, 0
+        FROM record
+        ON CONFLICT (account_id, local_date, service, sub_type, consumer, campaign_id)
+        DO UPDATE SET records = usage_rollups.records + EXCLUDED.records,
+            quantity = usage_rollups.quantity + EXCLUDED.quantity,
+            duration_seconds = usage_rollups.duration_seconds + EXCLUDED.duration_seconds,
+            cost_micros = usage_rollups.cost_micros + EXCLUDED.cost_micros
+    )
+    SELECT id FROM record
+    """.format(
+        names=", ".join(_RECORD_NAMES),
+        values=", ".join(f":{name}" for name in _RECORD_NAMES),
     )
 )

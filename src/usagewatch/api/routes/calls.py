@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from usagewatch.adapters.db.usage_store import UsageRecord
@@ -85,13 +86,14 @@ def _authorization_out(result: CallResult) -> CallAuthorizationOut:
     "`monthly_cap_reached`, `campaign_budget_exhausted`, `campaign_paused`, "
     "`per_call_cap_reached`) when not one pulse is allowed.",
 )
-def authorize_call(
+async def authorize_call(
     account_id: str,
     body: CallIn,
     _: Principal = Depends(allow(PLATFORM)),
     c: Container = Depends(container),
 ) -> CallAuthorizationOut:
-    result = c.calls.authorize(
+    result = await run_in_threadpool(
+        c.calls.authorize,
         account_id,
         body.call_sid,
         body.direction,
@@ -111,13 +113,13 @@ def authorize_call(
     "`daily_cap_reached`, `monthly_cap_reached`, `campaign_budget_exhausted`, "
     "`per_call_cap_reached`, `call_duration_max_reached`): the call must end now.",
 )
-def extend_call(
+async def extend_call(
     account_id: str,
     call_sid: str,
     _: Principal = Depends(allow(PLATFORM)),
     c: Container = Depends(container),
 ) -> CallAuthorizationOut:
-    return _authorization_out(c.calls.extend(account_id, call_sid))
+    return _authorization_out(await run_in_threadpool(c.calls.extend, account_id, call_sid))
 
 
 @router.post(
@@ -125,14 +127,16 @@ def extend_call(
     response_model=CallEndOut,
     summary="End a call: price it in pulses, capture, release the rest (platform)",
 )
-def end_call(
+async def end_call(
     account_id: str,
     call_sid: str,
     body: CallEndIn,
     _: Principal = Depends(allow(PLATFORM)),
     c: Container = Depends(container),
 ) -> CallEndOut:
-    result = c.calls.end(account_id, call_sid, body.status, body.duration_seconds)
+    result = await run_in_threadpool(
+        c.calls.end, account_id, call_sid, body.status, body.duration_seconds
+    )
     return CallEndOut(
         call_sid=result.call_sid,
         status=result.status,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from usagewatch.api.auth import allow, container
@@ -12,6 +13,8 @@ from usagewatch.domain.accounts import Principal, Role
 from usagewatch.service.usage import SmsResult
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["messages"])
+# The charging routes are `async def` and send only the service call to a worker thread: a
+# plain `def` route costs two thread hops (the call, then validating the response model).
 PLATFORM = frozenset({Role.PLATFORM})
 
 
@@ -58,13 +61,14 @@ def _sms_out(result: SmsResult) -> SmsOut:
     "`insufficient_balance`, `daily_cap_reached`, `monthly_cap_reached`, "
     "`campaign_budget_exhausted`, `campaign_paused`. The sms_sid makes it idempotent.",
 )
-def charge_sms(
+async def charge_sms(
     account_id: str,
     body: SmsIn,
     _: Principal = Depends(allow(PLATFORM)),
     c: Container = Depends(container),
 ) -> SmsOut:
-    result = c.usage.charge_sms(
+    result = await run_in_threadpool(
+        c.usage.charge_sms,
         account_id,
         body.sms_sid,
         body.type,
@@ -113,13 +117,14 @@ class ConversationOut(BaseModel):
     description="Priced by category; 402 with the denying code when a limit does not allow "
     "it (as for SMS). The conversation_id makes it idempotent.",
 )
-def charge_conversation(
+async def charge_conversation(
     account_id: str,
     body: ConversationIn,
     _: Principal = Depends(allow(PLATFORM)),
     c: Container = Depends(container),
 ) -> ConversationOut:
-    result = c.usage.charge_whatsapp(
+    result = await run_in_threadpool(
+        c.usage.charge_whatsapp,
         account_id,
         body.conversation_id,
         body.category,
