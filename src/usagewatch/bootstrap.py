@@ -13,10 +13,13 @@ from usagewatch.domain.clock import Clock, ManualClock, SystemClock
 from usagewatch.service.accounts import AccountService
 from usagewatch.service.batch import BatchService
 from usagewatch.service.calls import CallService, CallSettings
+from usagewatch.service.exports import ExportService
 from usagewatch.service.ledger import LedgerService
 from usagewatch.service.queries import Queries
 from usagewatch.service.rates import RateService, platform_card
+from usagewatch.service.reports import ReportService
 from usagewatch.service.scheduler import Scheduler
+from usagewatch.service.statements import StatementService
 from usagewatch.service.subscriptions import SubscriptionService
 from usagewatch.service.usage import UsageService
 
@@ -36,6 +39,9 @@ class Container:
     calls: CallService
     subscriptions: SubscriptionService
     batch: BatchService
+    reports: ReportService
+    exports: ExportService
+    statements: StatementService
     test_clock: ManualClock | None = field(default=None)
 
     def close(self) -> None:
@@ -64,6 +70,9 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
     ledger = LedgerService(db, clock, on_balance_change=feed.publish_local)
     rates = RateService(db, clock, platform_card(settings.default_rates_json))
     subs = SubscriptionService(db, clock, ledger, rates)
+    queries = Queries(db, clock, ledger)
+    exports = ExportService(db, clock, queries.balance)
+    statements = StatementService(db, clock, exports)
     return Container(
         settings=settings,
         db=db,
@@ -71,8 +80,8 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         feed=feed,
         accounts=AccountService(db, clock, admin_token),
         ledger=ledger,
-        queries=Queries(db, clock, ledger),
-        scheduler=Scheduler([ledger, subs], clock, test_clock),
+        queries=queries,
+        scheduler=Scheduler([ledger, subs, statements], clock, test_clock),
         subscriptions=subs,
         batch=BatchService(db, clock, ledger, rates),
         rates=rates,
@@ -88,5 +97,8 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
                 hold_grace_seconds=settings.call_hold_grace_seconds,
             ),
         ),
+        reports=ReportService(db, clock),
+        exports=exports,
+        statements=statements,
         test_clock=test_clock,
     )

@@ -23,8 +23,8 @@ ADVANCE_STEPS_MAX = 100_000
 
 class Scheduler:
     """Runs every piece of work that has fallen due: hold and promotional-credit expiries
-    (the ledger), monthly rentals and seats (subscriptions); later cap resets and alert
-    repeats join here."""
+    (the ledger), monthly rentals and seats (subscriptions), monthly statements; later cap
+    resets and alert repeats join here."""
 
     def __init__(self, jobs: Sequence[Job], clock: Clock, test_clock: ManualClock | None) -> None:
         self.jobs = list(jobs)
