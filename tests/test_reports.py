@@ -44,24 +44,60 @@ def viewer(client: TestClient) -> dict[str, str]:
         assert response.status_code in (200, 201), response.text
         return response.json()
 
-    ok("/calls", {"call_sid": "C1", "direction": "outbound", "consumer": "crm",
-                  "to": "+919800000009"})
+    ok(
+        "/calls",
+        {"call_sid": "C1", "direction": "outbound", "consumer": "crm", "to": "+919800000009"},
+    )
     ok("/calls/C1/end", {"status": "completed", "duration_seconds": 61})  # 2 pulses, 1.20
     ok("/calls", {"call_sid": "C2", "direction": "outbound"})  # still in progress
-    ok("/sms", {"sms_sid": "S1", "type": "transactional", "to": "+919800000001", "units": 1,
-                "consumer": "crm"})  # 0.20
+    ok(
+        "/sms",
+        {
+            "sms_sid": "S1",
+            "type": "transactional",
+            "to": "+919800000001",
+            "units": 1,
+            "consumer": "crm",
+        },
+    )  # 0.20
     ok("/sms/S1/status", {"status": "delivered"})
-    ok("/sms", {"sms_sid": "S2", "type": "promotional", "to": "+919800000002", "body": "hi",
-                "consumer": "marketing-app", "campaign_id": "diwali"})  # 0.25
-    ok("/whatsapp/conversations", {"conversation_id": "W1", "category": "marketing",
-                                   "consumer": "=cmd|' /C calc'!A0"})  # 0.80
+    ok(
+        "/sms",
+        {
+            "sms_sid": "S2",
+            "type": "promotional",
+            "to": "+919800000002",
+            "body": "hi",
+            "consumer": "marketing-app",
+            "campaign_id": "diwali",
+        },
+    )  # 0.25
+    ok(
+        "/whatsapp/conversations",
+        {"conversation_id": "W1", "category": "marketing", "consumer": "=cmd|' /C calc'!A0"},
+    )  # 0.80
     ok("/numbers", {"number": "+919800000100"}, owner)  # 500.00
     ok("/agents", {"agent_id": "a1"}, owner)  # 1200.00
-    ok("/agents/a1/sessions", {"started_at": "2026-11-28T01:00:00Z",
-                               "ended_at": "2026-11-28T03:00:00Z"}, p)  # 2 agent hours
-    ok("/usage/batch", {"events": [  # yesterday's usage, ingested today
-        {"kind": "sms", "sms_sid": "B1", "type": "transactional", "to": "+91980000003",
-         "units": 1, "occurred_at": "2026-11-27T05:00:00Z"}]})  # 0.20 on 2026-11-27
+    ok(
+        "/agents/a1/sessions",
+        {"started_at": "2026-11-28T01:00:00Z", "ended_at": "2026-11-28T03:00:00Z"},
+        p,
+    )  # 2 agent hours
+    ok(
+        "/usage/batch",
+        {
+            "events": [  # yesterday's usage, ingested today
+                {
+                    "kind": "sms",
+                    "sms_sid": "B1",
+                    "type": "transactional",
+                    "to": "+91980000003",
+                    "units": 1,
+                    "occurred_at": "2026-11-27T05:00:00Z",
+                }
+            ]
+        },
+    )  # 0.20 on 2026-11-27
     return _key(client, "viewer")
 
 
@@ -134,8 +170,11 @@ def test_trend_change_in_percent(
     assert container.test_clock is not None
     container.scheduler.advance(int((DECEMBER_IST - container.clock.now()).total_seconds()) + 60)
     # December: the monthly renewals (1700.00) and one SMS
-    client.post(f"{BASE}/sms", json={"sms_sid": "D1", "type": "service", "to": "+1", "units": 1},
-                headers=_key(client, "platform"))
+    client.post(
+        f"{BASE}/sms",
+        json={"sms_sid": "D1", "type": "service", "to": "+1", "units": 1},
+        headers=_key(client, "platform"),
+    )
     trend = get(client, "/reports/trend", viewer, months=1).json()["data"]
     # (1700.15 - 1702.65) / 1702.65 = -0.1468...%
     assert trend == [{"month": "2026-12", "cost": "1700.15", "change_percent": "-0.15"}]
@@ -188,7 +227,9 @@ def test_xlsx_export(client: TestClient, viewer: dict[str, str]) -> None:
     rows = list(usage.iter_rows(min_row=2))
     assert len(rows) == 8
     first = rows[0]
-    assert isinstance(first[0].value, datetime) and first[0].value.date().isoformat() == "2026-11-27"
+    assert (
+        isinstance(first[0].value, datetime) and first[0].value.date().isoformat() == "2026-11-27"
+    )
     assert first[0].number_format == "yyyy-mm-dd"
     assert isinstance(first[12].value, float | int) and "INR" in first[12].number_format
     assert sum(Decimal(str(r[12].value)) for r in rows) == Decimal(TOTAL)
@@ -216,11 +257,13 @@ def test_an_empty_period_gives_valid_empty_files(
 ) -> None:
     empty = {"from": "2026-01-01", "to": "2026-01-31"}
     assert _csv(client, viewer, **empty) == []
-    book = openpyxl.load_workbook(io.BytesIO(get(client, "/exports/usage", viewer,
-                                                 format="xlsx", **empty).content))
+    book = openpyxl.load_workbook(
+        io.BytesIO(get(client, "/exports/usage", viewer, format="xlsx", **empty).content)
+    )
     assert book["Usage"].max_row == 1
-    pdf = pypdf.PdfReader(io.BytesIO(get(client, "/exports/usage", viewer,
-                                         format="pdf", **empty).content))
+    pdf = pypdf.PdfReader(
+        io.BytesIO(get(client, "/exports/usage", viewer, format="pdf", **empty).content)
+    )
     assert "Total usage: INR 0.00" in pdf.pages[0].extract_text()
     assert get(client, "/reports/daily", viewer, **empty).json()["data"] == []
 
@@ -228,7 +271,12 @@ def test_an_empty_period_gives_valid_empty_files(
 @pytest.mark.parametrize(
     ("path", "params", "code", "field"),
     [
-        ("/reports/daily", {"from": "2026-11-28", "to": "2026-11-27"}, "invalid_date_range", "from"),
+        (
+            "/reports/daily",
+            {"from": "2026-11-28", "to": "2026-11-27"},
+            "invalid_date_range",
+            "from",
+        ),
         ("/reports/daily", {"from": "2025-01-01", "to": "2026-11-27"}, "date_range_too_long", "to"),
         ("/reports/daily", {"from": "2026-11-1", "to": "2026-11-27"}, "invalid_date", "from"),
         ("/reports/daily", {"to": "2026-11-27"}, "missing_field", "from"),
@@ -238,11 +286,20 @@ def test_an_empty_period_gives_valid_empty_files(
         ("/reports/trend", {"months": 25}, "invalid_months", "months"),
         ("/exports/usage", {**PERIOD, "format": "docx"}, "invalid_export_format", "format"),
         ("/exports/usage", {**PERIOD, "service": "telex"}, "invalid_service", "service"),
-        ("/exports/usage", {"from": "2026-11-28", "to": "2026-11-01"}, "invalid_date_range", "from"),
+        (
+            "/exports/usage",
+            {"from": "2026-11-28", "to": "2026-11-01"},
+            "invalid_date_range",
+            "from",
+        ),
     ],
 )
 def test_bad_input(
-    client: TestClient, viewer: dict[str, str], path: str, params: dict[str, Any], code: str,
+    client: TestClient,
+    viewer: dict[str, str],
+    path: str,
+    params: dict[str, Any],
+    code: str,
     field: str,
 ) -> None:
     response = client.get(f"{BASE}{path}", params=params, headers=viewer)
