@@ -13,12 +13,15 @@ from usagewatch.domain.clock import Clock, ManualClock, SystemClock
 from usagewatch.service.accounts import AccountService
 from usagewatch.service.batch import BatchService
 from usagewatch.service.calls import CallService, CallSettings
+from usagewatch.service.exports import ExportService
 from usagewatch.service.ledger import LedgerService
 from usagewatch.service.limits import LimitsService
 from usagewatch.service.notifications import Notifications
 from usagewatch.service.queries import Queries
 from usagewatch.service.rates import RateService, platform_card
+from usagewatch.service.reports import ReportService
 from usagewatch.service.scheduler import Scheduler
+from usagewatch.service.statements import StatementService
 from usagewatch.service.subscriptions import SubscriptionService
 from usagewatch.service.usage import UsageService
 
@@ -40,6 +43,9 @@ class Container:
     batch: BatchService
     limits: LimitsService
     notifications: Notifications
+    reports: ReportService
+    exports: ExportService
+    statements: StatementService
     test_clock: ManualClock | None = field(default=None)
 
     def close(self) -> None:
@@ -69,6 +75,9 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
     rates = RateService(db, clock, platform_card(settings.default_rates_json))
     subs = SubscriptionService(db, clock, ledger, rates)
     limits = LimitsService(db, clock, ledger, rates)
+    queries = Queries(db, clock, ledger, limits)
+    exports = ExportService(db, clock, queries.balance)
+    statements = StatementService(db, clock, exports)
     return Container(
         settings=settings,
         db=db,
@@ -76,8 +85,8 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         feed=feed,
         accounts=AccountService(db, clock, admin_token),
         ledger=ledger,
-        queries=Queries(db, clock, ledger, limits),
-        scheduler=Scheduler([ledger, subs, limits], clock, test_clock),
+        queries=queries,
+        scheduler=Scheduler([ledger, subs, limits, statements], clock, test_clock),
         subscriptions=subs,
         batch=BatchService(db, clock, ledger, rates),
         rates=rates,
@@ -96,5 +105,8 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
             ),
             limits,
         ),
+        reports=ReportService(db, clock),
+        exports=exports,
+        statements=statements,
         test_clock=test_clock,
     )

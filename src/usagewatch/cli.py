@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -138,6 +139,102 @@ def verify(
         typer.echo(f"{len(problems)} difference(s) between cached figures and the journal")
         raise typer.Exit(1)
     typer.echo("ok: every balance, lot, day total and usage rollup agrees with its source")
+
+
+def _container(database_url: str | None) -> Any:
+    """The services over the configured database, for one-shot commands."""
+    from usagewatch.bootstrap import build
+    from usagewatch.service.accounts import random_admin_token
+
+    return build(_settings(database_url=database_url), random_admin_token())
+
+
+@app.command()
+def export(
+    account: Annotated[str, typer.Option(help="account id")],
+    from_: Annotated[str, typer.Option("--from", help="first account-local date, YYYY-MM-DD")],
+    to: Annotated[str, typer.Option(help="last account-local date, YYYY-MM-DD (inclusive)")],
+    output: Annotated[Path, typer.Option(help="file to write")],
+    service: Annotated[
+        str | None, typer.Option(help="voice, sms, whatsapp, number or agent_seat (all)")
+    ] = None,
+    format: Annotated[str, typer.Option(help="csv, xlsx or pdf")] = "csv",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Export an account's usage for a period, as the API's /exports/usage does, with a
+    progress bar for the rows."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from usagewatch.domain.errors import UsageWatchError
+    from usagewatch.service.exports import parse_format
+    from usagewatch.service.reports import parse_period, parse_service
+
+    c = _container(database_url)
+    try:
+        period = parse_period(from_, to)
+        svc = parse_service(service)
+        fmt = parse_format(format)
+        c.exports.check(account)
+        if fmt == "pdf":
+            output.write_bytes(c.exports.pdf(account, period, svc))
+        else:
+            total = c.exports.expected_rows(account, period, svc)
+            columns = (*Progress.get_default_columns()[:2], BarColumn(), MofNCompleteColumn())
+            with Progress(*columns, TimeRemainingColumn(), transient=False) as bar:
+                task = bar.add_task(f"{fmt} rows", total=total)
+
+                def advance(rows: int) -> None:
+                    bar.advance(task, rows)
+
+                if fmt == "csv":
+                    with output.open("wb") as out:
+                        for chunk in c.exports.csv(account, period, svc, advance):
+                            out.write(chunk)
+                else:
+                    c.exports.xlsx(account, period, svc, str(output), advance)
+    except UsageWatchError as exc:
+        typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        c.close()
+    typer.echo(f"wrote {output} ({output.stat().st_size:,} bytes)")
+
+
+@app.command()
+def reconcile(
+    account: Annotated[str, typer.Option(help="account id")],
+    from_: Annotated[str, typer.Option("--from", help="first account-local date, YYYY-MM-DD")],
+    to: Annotated[str, typer.Option(help="last account-local date, YYYY-MM-DD (inclusive)")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print, for a period, the sum of the exported prices, the report total and the usage
+    charges in the journal. Exit code 1 when they differ, 0 when all three agree."""
+    from usagewatch.domain.errors import UsageWatchError
+    from usagewatch.domain.money import Money
+    from usagewatch.service.reconcile import reconcile as run_reconcile
+    from usagewatch.service.reports import parse_period
+
+    c = _container(database_url)
+    try:
+        period = parse_period(from_, to)
+        result = run_reconcile(c.db, c.reports, c.exports, account, period)
+        currency = c.exports.check(account).currency
+    except UsageWatchError as exc:
+        typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        c.close()
+    typer.echo(f"account {account}, {period.first} to {period.last}, {currency}")
+    typer.echo(
+        f"exported prices  {Money(result.exported_micros).format():>20}"
+        f"  ({result.exported_rows} rows)"
+    )
+    typer.echo(f"report total     {Money(result.reported_micros).format():>20}")
+    typer.echo(f"ledger charges   {Money(result.charged_micros).format():>20}")
+    if not result.agrees:
+        typer.echo("DIFFERENT: the three figures do not agree")
+        raise typer.Exit(1)
+    typer.echo("ok: all three agree")
 
 
 @app.command()

@@ -24,6 +24,7 @@ from usagewatch.api.routes import (
     messages,
     ops,
     rates,
+    reports,
     subscriptions,
 )
 from usagewatch.bootstrap import Container
@@ -67,6 +68,7 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
     app.include_router(credits.router)
     for module in (rates, messages, calls, subscriptions, batch, limits):
         app.include_router(module.router)
+    app.include_router(reports.router)
     app.include_router(ops.router)
     app.include_router(exotel.router)
     # The last added runs first: metrics see every response, 413s from the limit included.

@@ -50,6 +50,7 @@ CODES: dict[str, str] = {
     "call_not_found": "No call with this call_sid on this account.",
     "campaign_not_found": "No campaign with this campaign_id on this account.",
     "subscription_not_found": "No active number rental or agent seat with this id.",
+    "statement_not_found": "No monthly statement with this id on this account.",
     # 405
     "method_not_allowed": "The route exists but not with this HTTP method.",
     # 409
@@ -97,6 +98,12 @@ CODES: dict[str, str] = {
     "invalid_call_direction": "The call direction is not outbound or inbound.",
     "invalid_rate": "A price in the rate card is negative or over 1,000,000 units.",
     "invalid_pulse_seconds": "pulse_seconds must be a whole number from 1 to 3600.",
+    "invalid_date": "Not a calendar date like 2026-11-28.",
+    "invalid_date_range": "The period's `from` is after its `to`.",
+    "date_range_too_long": "A report or export period spans at most 366 days.",
+    "invalid_service": "Not a service: voice, sms, whatsapp, number, agent_seat (or all).",
+    "invalid_export_format": "The export format is not csv, xlsx or pdf.",
+    "invalid_months": "`months` must be between 1 and 24.",
     # 500 / 503
     "internal_error": "An unexpected fault; nothing was changed. Retry with the same key.",
     "not_ready": "The database is unreachable or its migrations are not current.",

@@ -191,7 +191,7 @@ class BatchService:
                 if key in skipped:
                     _judge_repeat(event, stored[key], results)
         rollups: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-        total = 0
+        totals: dict[str, int] = defaultdict(int)  # usage date -> price of its events
         applied = 0
         for event, row in candidates:
             if skipped and (event.service, event.natural_id) in skipped:
@@ -208,18 +208,24 @@ class BatchService:
             sums[1] += row["quantity"]
             sums[2] += row["duration_seconds"] or 0
             sums[3] += row["price_micros"]
-            total += row["price_micros"]
+            totals[row["local_date"]] += row["price_micros"]
             applied += 1
             results[event.index] = EventResult(event.natural_id, "applied", row["price_micros"])
-        if total > 0:
-            posting = cmd.book.debit(Money(total), cmd.now, allow_overrun=True)
-            cmd.record(
-                [posting],
-                new_id("batch"),
-                None,
-                None,
-                description=f"batch of {applied} usage events",
-            )
+        # One journal entry per usage date, its reference that date: the journal is dated
+        # when the money moved, and the reference says which day's usage it paid for, so
+        # `usagewatch reconcile` can match it with the records (dated when usage happened).
+        batch_id = new_id("batch")
+        for day, total in sorted(totals.items()):
+            if total > 0:
+                posting = cmd.book.debit(Money(total), cmd.now, allow_overrun=True)
+                cmd.record(
+                    [posting],
+                    f"{batch_id}:{day}",
+                    None,
+                    None,
+                    reference=day,
+                    description=f"batch of {applied} usage events: those of {day}",
+                )
         if rollups:
             usage_store.add_rollups(cmd.conn, account_id, rollups)
             limits_store.add_campaign_spend(cmd.conn, campaign_spends(account_id, rollups))

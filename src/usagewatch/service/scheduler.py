@@ -24,7 +24,7 @@ ADVANCE_STEPS_MAX = 100_000
 class Scheduler:
     """Runs every piece of work that has fallen due: hold and promotional-credit expiries
     (the ledger), monthly rentals and seats (subscriptions), the end of cap pauses at the
-    next local day or month (limits); later alert repeats join here."""
+    next local day or month (limits), monthly statements; later alert repeats join here."""
 
     def __init__(self, jobs: Sequence[Job], clock: Clock, test_clock: ManualClock | None) -> None:
         self.jobs = list(jobs)

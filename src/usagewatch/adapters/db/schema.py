@@ -390,3 +390,37 @@ notifications = sa.Table(
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
 )
 sa.Index("ix_notifications_account", notifications.c.account_id, notifications.c.id)
+
+
+# -- reports and statements (issue 6) -------------------------------------------------------
+# Monthly statements: the account-local month's CSV and PDF, produced once at the start of
+# the next month and kept here as bytes (one transaction makes a statement exist with both
+# files, on either engine, with no file store to back up beside the database).
+statements = sa.Table(
+    "statements",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),  # 'YYYY-MM', account-local
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("total_micros", sa.BigInteger, nullable=False),
+    sa.Column("csv", sa.LargeBinary, nullable=False),
+    sa.Column("pdf", sa.LargeBinary, nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("records >= 0 AND total_micros >= 0", name="not_negative"),
+    sa.CheckConstraint("length(month) = 7", name="month"),
+    sa.UniqueConstraint("account_id", "month"),
+)
+
+# Per account, the next month whose statement is owed and the instant it falls due (the
+# start of the following account-local month). Rows appear for new accounts on the job's
+# next run; advancing one is a compare-and-set on next_month, so a month is produced once.
+statement_schedule = sa.Table(
+    "statement_schedule",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("next_month", sa.String(7), nullable=False),
+    sa.Column("next_due_at_us", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_statement_schedule_due", statement_schedule.c.next_due_at_us)

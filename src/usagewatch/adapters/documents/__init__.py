@@ -1,0 +1,1 @@
+"""Document writers for exports and statements: XLSX (XlsxWriter) and PDF (ReportLab)."""
