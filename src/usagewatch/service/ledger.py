@@ -96,6 +96,7 @@ class Command:
     book: Book
     now: datetime
     kinds: list[str] = field(default_factory=list)  # entry kinds written, for metrics
+    available_before: int = 0  # the available balance when the command began
 
     @property
     def now_us(self) -> int:
@@ -283,6 +284,13 @@ class LedgerService:
         self.clock = clock
         self._on_balance_change = on_balance_change
         self._on_entry = on_entry
+        self._triggers: list[Callable[[Command], None]] = []
+
+    def add_trigger(self, trigger: Callable[[Command], None]) -> None:
+        """Run `trigger` inside every command that moved money, after its body and before
+        its commit (alerts, auto-recharge): what it writes commits with the change that
+        caused it, or not at all. `Command.available_before` tells a crossing."""
+        self._triggers.append(trigger)
 
     def set_entry_observer(self, on_entry: Callable[[str], None]) -> None:
         """Called with each journal entry's type after its transaction commits (metrics)."""
@@ -330,10 +338,13 @@ class LedgerService:
             version_before = state.version
             book = Book.of(lots, Money(state.overdraft_micros))
             command = Command(conn, state, book, self.clock.now())
+            command.available_before = state.available_micros
             command.expire_due_lots()
             result = body(command)
             command.book.assert_settled(command.now)
             if state.version != version_before:
+                for trigger in self._triggers:
+                    trigger(command)
                 self._announce(conn, account_id)
         if self._on_entry is not None:
             for kind in command.kinds:
