@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from usagewatch.adapters.channels import Channels
 from usagewatch.adapters.db import migrate
 from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.events import BalanceFeed
 from usagewatch.config import Settings
 from usagewatch.domain.clock import Clock, ManualClock, SystemClock
 from usagewatch.service.accounts import AccountService
+from usagewatch.service.alerts import AlertService
 from usagewatch.service.batch import BatchService
 from usagewatch.service.calls import CallService, CallSettings
 from usagewatch.service.exports import ExportService
@@ -43,6 +45,7 @@ class Container:
     batch: BatchService
     limits: LimitsService
     notifications: Notifications
+    alerts: AlertService
     reports: ReportService
     exports: ExportService
     statements: StatementService
@@ -75,6 +78,15 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
     rates = RateService(db, clock, platform_card(settings.default_rates_json))
     subs = SubscriptionService(db, clock, ledger, rates)
     limits = LimitsService(db, clock, ledger, rates)
+    notifications = Notifications(db, clock, Channels(settings), settings.delivery_max_attempts)
+    alerts = AlertService(
+        db,
+        clock,
+        ledger,
+        public_url=settings.public_url,
+        allow_private_webhooks=settings.webhook_allow_private,
+        promo_notice_days=settings.promo_expiry_notice_days,
+    )
     queries = Queries(db, clock, ledger, limits)
     exports = ExportService(db, clock, queries.balance)
     statements = StatementService(db, clock, exports)
@@ -86,13 +98,16 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         accounts=AccountService(db, clock, admin_token),
         ledger=ledger,
         queries=queries,
-        scheduler=Scheduler([ledger, subs, limits, statements], clock, test_clock),
+        scheduler=Scheduler(
+            [ledger, subs, limits, statements, alerts, notifications], clock, test_clock
+        ),
         subscriptions=subs,
         batch=BatchService(db, clock, ledger, rates),
         rates=rates,
         usage=UsageService(db, clock, ledger, rates, limits),
         limits=limits,
-        notifications=Notifications(db),
+        notifications=notifications,
+        alerts=alerts,
         calls=CallService(
             db,
             clock,

@@ -40,3 +40,23 @@ class Settings(BaseSettings):
     default_rates_json: str | None = Field(
         None, description="platform default rate card (API rates shape, JSON); partial is fine"
     )
+    # -- alerts and notification delivery ---------------------------------------------
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="the dashboard's address, linked from messages"
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for email notices")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port")
+    smtp_from: str = Field("usagewatch@localhost", description="From address of notices")
+    smtp_user: str | None = Field(None, description="SMTP user (with smtp_password)")
+    smtp_password: str | None = Field(None, description="SMTP password")
+    smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS")
+    sms_gateway_url: str | None = Field(None, description="HTTP SMS gateway for SMS notices")
+    webhook_allow_private: bool = Field(
+        False, description="allow webhooks to loopback/private addresses (development only)"
+    )
+    delivery_max_attempts: int = Field(
+        8, ge=1, le=50, description="delivery attempts per notice and channel before failed"
+    )
+    promo_expiry_notice_days: int = Field(
+        7, ge=0, le=90, description="warn this many days before promotional credit expires"
+    )

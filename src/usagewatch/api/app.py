@@ -16,6 +16,7 @@ from usagewatch.api.limits import BodyLimitMiddleware
 from usagewatch.api.metrics import Metrics, MetricsMiddleware
 from usagewatch.api.routes import (
     accounts,
+    alerts,
     batch,
     calls,
     credits,
@@ -66,7 +67,7 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
     errors.install(app)
     app.include_router(accounts.router)
     app.include_router(credits.router)
-    for module in (rates, messages, calls, subscriptions, batch, limits):
+    for module in (rates, messages, calls, subscriptions, batch, limits, alerts):
         app.include_router(module.router)
     app.include_router(reports.router)
     app.include_router(ops.router)

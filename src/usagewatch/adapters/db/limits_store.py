@@ -281,6 +281,7 @@ class NotificationRow:
     message: str
     data: dict[str, Any]
     created_at_us: int
+    alert_id: str | None = None
 
 
 def insert_notification(
@@ -291,7 +292,19 @@ def insert_notification(
     message: str,
     data: dict[str, Any],
     now_us: int,
-) -> int:
+    dedupe_key: str | None = None,
+    alert_id: str | None = None,
+) -> int | None:
+    """The new notification's id; None when `dedupe_key` was already used (it happened)."""
+    if dedupe_key is not None:
+        seen = conn.execute(
+            sa.select(notifications.c.id).where(
+                notifications.c.account_id == account_id,
+                notifications.c.dedupe_key == dedupe_key,
+            )
+        ).first()
+        if seen is not None:
+            return None
     result = conn.execute(
         notifications.insert()
         .values(
@@ -301,6 +314,8 @@ def insert_notification(
             message=message,
             data_json=json.dumps(data, sort_keys=True, separators=(",", ":")),
             created_at_us=now_us,
+            dedupe_key=dedupe_key,
+            alert_id=alert_id,
         )
         .returning(notifications.c.id)
     )
@@ -320,6 +335,7 @@ def list_notifications(
         query = query.where(notifications.c.id < before_id)
     return [
         NotificationRow(
+            alert_id=row.alert_id,
             id=row.id,
             account_id=row.account_id,
             event=row.event,

@@ -388,8 +388,112 @@ notifications = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("data_json", sa.Text, nullable=False),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    # What makes a notice happen once (a promotional lot's expiry warning, ...); NULL = none.
+    sa.Column("dedupe_key", sa.String(200), nullable=True),
+    sa.Column("alert_id", sa.String(40), nullable=True),
+    sa.UniqueConstraint("account_id", "dedupe_key"),
 )
 sa.Index("ix_notifications_account", notifications.c.account_id, notifications.c.id)
+
+# -- alerts and delivery (issue 5) -----------------------------------------------------------
+ALERT_TYPES = ("low_balance", "usage")
+ALERT_STATES = ("armed", "triggered")
+ALERT_FREQUENCIES = ("once", "every_24_hours")
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("threshold_micros", sa.BigInteger, nullable=True),
+    # percent of average monthly usage, in hundredths of a percent (30% = 3000)
+    sa.Column("threshold_percent_bp", sa.Integer, nullable=True),
+    sa.Column("period", sa.String(8), nullable=True),  # usage alerts: day | month
+    sa.Column("service", sa.String(16), nullable=True),
+    sa.Column("channels_json", sa.Text, nullable=False),
+    sa.Column("recipients_json", sa.Text, nullable=False),
+    sa.Column("webhook_url", sa.String(2000), nullable=True),
+    sa.Column("frequency", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(200), nullable=True),  # what to do, in every message
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("last_triggered_at_us", sa.BigInteger, nullable=True),
+    sa.Column("next_check_at_us", sa.BigInteger, nullable=True),  # repeats, period re-arms
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(_in("type", ALERT_TYPES), name="type"),
+    sa.CheckConstraint(_in("state", ALERT_STATES), name="state"),
+    sa.CheckConstraint(_in("frequency", ALERT_FREQUENCIES), name="frequency"),
+    sa.CheckConstraint(
+        "(threshold_micros IS NULL) <> (threshold_percent_bp IS NULL)", name="one_threshold"
+    ),
+    sa.CheckConstraint("threshold_micros IS NULL OR threshold_micros >= 0", name="threshold"),
+    sa.CheckConstraint(
+        "threshold_percent_bp IS NULL OR threshold_percent_bp BETWEEN 1 AND 1000000",
+        name="threshold_percent",
+    ),
+    sa.CheckConstraint(
+        "(type = 'usage' AND period IN ('day', 'month'))"
+        " OR (type = 'low_balance' AND period IS NULL)",
+        name="period",
+    ),
+)
+sa.Index("ix_alerts_account", alerts.c.account_id)
+sa.Index("ix_alerts_next_check", alerts.c.next_check_at_us)
+
+# Where an account's system notices go (cap reached, balance at zero, ...), and the secret
+# its webhooks are signed with (readable and rotatable by the owner).
+notification_settings = sa.Table(
+    "notification_settings",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("emails_json", sa.Text, nullable=False),
+    sa.Column("phones_json", sa.Text, nullable=False),
+    sa.Column("webhook_url", sa.String(2000), nullable=True),
+    sa.Column("webhook_secret", sa.String(100), nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+)
+
+# The outbox: one row per (notification, channel, recipient), written in the same
+# transaction as the notification; a worker delivers it after commit, with retries.
+DELIVERY_CHANNELS = ("email", "sms", "dashboard", "webhook")
+DELIVERY_STATUSES = ("pending", "sent", "failed")
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("notification_id", sa.BigInteger, sa.ForeignKey("notifications.id"), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("target", sa.String(2000), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at_us", sa.BigInteger, nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(_in("channel", DELIVERY_CHANNELS), name="channel"),
+    sa.CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+    sa.CheckConstraint("attempts >= 0", name="attempts"),
+    sa.CheckConstraint(
+        "(status = 'pending') = (next_attempt_at_us IS NOT NULL)", name="pending_scheduled"
+    ),
+)
+sa.Index("ix_deliveries_due", deliveries.c.next_attempt_at_us)
+sa.Index("ix_deliveries_notification", deliveries.c.notification_id)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.BigInteger, sa.ForeignKey("deliveries.id"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # sent | error
+    sa.Column("detail", sa.String(500), nullable=True),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("outcome IN ('sent', 'error')", name="outcome"),
+)
+sa.Index("ix_delivery_attempts_delivery", delivery_attempts.c.delivery_id)
 
 
 # -- reports and statements (issue 6) -------------------------------------------------------

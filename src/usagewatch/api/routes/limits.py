@@ -1,4 +1,4 @@
-"""Spending limits, their dry run, campaign budgets, and the notifications inbox."""
+"""Spending limits, their dry run, and campaign budgets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 from usagewatch.api.auth import MANAGE, READ, allow, container
 from usagewatch.api.pagination import (
     decode_cursor,
-    decode_int_cursor,
     encode_cursor,
     limit_param,
 )
@@ -311,43 +310,3 @@ def patch_campaign(
         account_id, campaign_id, name=body.name, budget=body.budget, status=body.status
     )
     return campaign_out(view)
-
-
-# -- notifications ---------------------------------------------------------------------------
-class NotificationOut(BaseModel):
-    id: str
-    event: str
-    title: str
-    message: str
-    data: dict[str, Any]
-    created_at: str
-
-
-@router.get(
-    "/notifications",
-    summary="The account's notification events, newest first",
-    description="Cap reached, outbound resumed, campaign paused or resumed (and, with "
-    "alerts, every delivery attempt).",
-)
-def list_notifications(
-    account_id: str,
-    limit: int = Depends(limit_param),
-    after: str | None = None,
-    _: Principal = Depends(allow(READ)),
-    c: Container = Depends(container),
-) -> dict[str, Any]:
-    c.accounts.get_account(account_id)
-    rows = c.notifications.list(account_id, limit, decode_int_cursor(after))
-    cursor = encode_cursor(rows[-1].id) if len(rows) == limit else None
-    data = [
-        NotificationOut(
-            id=f"ntf_{row.id}",
-            event=row.event,
-            title=row.title,
-            message=row.message,
-            data=row.data,
-            created_at=instant(row.created_at_us) or "",
-        )
-        for row in rows
-    ]
-    return {"data": data, "next_cursor": cursor}
