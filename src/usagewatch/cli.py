@@ -238,6 +238,31 @@ def reconcile(
 
 
 @app.command()
+def worker(
+    database_url: DatabaseUrl = None,
+    once: Annotated[bool, typer.Option(help="run what is due now, then exit")] = False,
+) -> None:
+    """Run the time-driven work without the HTTP API: notice deliveries (email, SMS,
+    webhooks, with retries), alert repeats, cap pauses ending, expiries, monthly charges and
+    statements. `serve` runs the same work itself; run workers beside it to spread delivery
+    load (several are safe on PostgreSQL: deliveries are claimed with SKIP LOCKED)."""
+    import time
+
+    c = _container(database_url)
+    try:
+        while True:
+            done = c.scheduler.run_due()
+            if once:
+                typer.echo(f"ran {done} pieces of due work")
+                return
+            time.sleep(c.settings.sweep_interval_seconds)
+    except KeyboardInterrupt:  # pragma: no cover
+        pass
+    finally:
+        c.close()
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)

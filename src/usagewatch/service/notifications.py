@@ -109,6 +109,8 @@ def record(
             if settings.webhook_url:
                 targets.append(("webhook", settings.webhook_url))
         dashboard = True
+    if settings is None and any(channel == "webhook" for channel, _ in targets):
+        alerts_store.write_settings(conn, default_settings(account_id, now_us))  # the secret
     rows = [
         {
             "account_id": account_id,
