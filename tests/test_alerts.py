@@ -303,10 +303,7 @@ def test_recommended_levels_wait_for_history_then_follow_average_usage(
         sms(api, platform, 100 + day, count=100)
         wired.scheduler.advance(86_400)
     assert api.get(f"{BASE}/balance", headers=ADMIN).json()["available_balance"] == "800.00"
-    with wired.db.read() as conn:
-        average = wired.alerts.average_monthly_usage(
-            conn, "acme", "Asia/Kolkata", wired.clock.now()
-        )
+    average = wired.alerts.average_monthly_usage("acme")
     assert average == 545_454_545
     assert notices(api) == []
     # spend it down (10-unit SMS, 2.00 each): the Warning level fires first, with its action

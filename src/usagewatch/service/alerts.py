@@ -20,7 +20,7 @@ from usagewatch.adapters.channels import UnsafeUrl, check_webhook_url
 from usagewatch.adapters.db import alerts_store
 from usagewatch.adapters.db.alerts_store import AlertRow, SettingsRow
 from usagewatch.adapters.db.engine import Database
-from usagewatch.adapters.db.schema import SERVICES, accounts, credit_lots, notifications
+from usagewatch.adapters.db.schema import SERVICES, credit_lots, notifications
 from usagewatch.domain import alerts as rules
 from usagewatch.domain import webhooks
 from usagewatch.domain.accounts import check_email
@@ -33,11 +33,13 @@ from usagewatch.domain.clock import (
     to_micros,
 )
 from usagewatch.domain.errors import Invalid, NotFound
+from usagewatch.domain.ledger import USAGE_KINDS
 from usagewatch.domain.money import BALANCE_MICROS_MAX, Money
 from usagewatch.service import notifications as notices
 from usagewatch.service.ledger import Command, LedgerService, new_id
 from usagewatch.service.notifications import Notice
 
+USAGE_ENTRY_KINDS = frozenset(kind.value for kind in USAGE_KINDS)
 PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 RECIPIENTS_MAX = 20
 SWEEP_BATCH_MAX = 500
@@ -73,6 +75,57 @@ def _percent_bp(text: str) -> int:
 def percent_text(bp: int) -> str:
     whole, hundredths = divmod(bp, 100)
     return f"{whole}" if not hundredths else f"{whole}.{hundredths:02d}".rstrip("0")
+
+
+class Figures:
+    """What alert evaluation reads, each loaded at most once per command: the day totals of
+    the current month and the three before it (today's and this month's usage, the average
+    monthly usage, the last 7 days' burn), and this month's cost per service."""
+
+    def __init__(self, cmd: Command) -> None:
+        self.cmd = cmd
+        self.today = date.fromisoformat(cmd.today)
+        self.month_start = self.today.replace(day=1)
+        self._days: dict[str, int] | None = None
+        self._services: dict[str, tuple[int, int]] | None = None
+
+    @property
+    def days(self) -> dict[str, int]:
+        if self._days is None:
+            first = _add_months(self.month_start, -3).isoformat()
+            self._days = alerts_store.charged_between(
+                self.cmd.conn, self.cmd.state.account_id, first, self.cmd.today
+            )
+        return self._days
+
+    def service(self, service: str) -> tuple[int, int]:
+        """(today's, this month's) cost of one service."""
+        if self._services is None:
+            self._services = alerts_store.service_costs(
+                self.cmd.conn,
+                self.cmd.state.account_id,
+                self.month_start.isoformat(),
+                self.cmd.today,
+            )
+        return self._services.get(service, (0, 0))
+
+    def average_monthly_usage(self) -> int | None:
+        """The rule of `domain.alerts.average_monthly_usage`: complete months are calendar
+        months the account existed for from their first day."""
+        tz = self.cmd.state.timezone
+        created = local_date(from_micros(self.cmd.state.account_created_at_us), tz)
+        first_full = created if created.day == 1 else _add_months(created.replace(day=1), 1)
+        cursor = max(first_full, _add_months(self.month_start, -3))
+        monthly: list[int] = []
+        while cursor < self.month_start:
+            key = cursor.isoformat()[:7]
+            monthly.append(sum(v for d, v in self.days.items() if d.startswith(key)))
+            cursor = _add_months(cursor, 1)
+        since = max(created, self.today - timedelta(days=29))
+        recent = sum(v for d, v in self.days.items() if d >= since.isoformat())
+        return rules.average_monthly_usage(
+            monthly, recent, (self.today - since).days + 1, (self.today - created).days + 1
+        )
 
 
 class AlertService:
@@ -302,20 +355,42 @@ class AlertService:
 
     # -- evaluation ------------------------------------------------------------------------
     def on_change(self, cmd: Command) -> None:
-        """The ledger trigger: after every money movement, before its commit."""
+        """The ledger trigger: after every money movement, before its commit. Only alerts
+        the movement can change are evaluated: an armed low-balance alert when the balance
+        fell, a triggered one when it rose (re-arming), an armed usage alert when usage was
+        charged. Time alone (repeats, new periods) is the scheduler job's."""
         before, after = cmd.available_before, cmd.state.available_micros
         if before > 0 >= after:
             self._balance_zero(cmd)
+        charged = any(kind in USAGE_ENTRY_KINDS for kind in cmd.kinds)
+        figures: Figures | None = None
         for alert in alerts_store.account_alerts(cmd.conn, cmd.state.account_id):
-            self._evaluate(cmd, alert)
+            if alert.type == "low_balance":
+                armed = alert.state == "armed"
+                relevant = after < before if armed else after > before
+            else:
+                relevant = alert.state == "armed" and charged
+            if relevant:
+                figures = figures or Figures(cmd)
+                self._evaluate(cmd, alert, figures)
 
-    def _evaluate(self, cmd: Command, alert: AlertRow) -> None:
+    def average_monthly_usage(self, account_id: str) -> int | None:
+        """The average monthly usage that percentage thresholds apply to, now."""
+
+        def command(cmd: Command) -> int:
+            return Figures(cmd).average_monthly_usage() or -1
+
+        average = self.ledger.run_command(account_id, None, None, int, command)
+        return average if average >= 0 else None
+
+    def _evaluate(self, cmd: Command, alert: AlertRow, figures: Figures | None = None) -> None:
+        figures = figures or Figures(cmd)
         now_us = cmd.now_us
         repeat_due = (
             alert.last_triggered_at_us is not None
             and alert.last_triggered_at_us + rules.REPEAT_SECONDS * 1_000_000 <= now_us
         )
-        threshold, average = self._threshold(cmd, alert)
+        threshold, average = self._threshold(alert, figures)
         before = (alert.state, alert.last_triggered_at_us, alert.next_check_at_us)
         if threshold is not None:
             if alert.type == "low_balance":
@@ -324,13 +399,13 @@ class AlertService:
                     alert.state, alert.frequency, threshold, measured, repeat_due
                 )
             else:
-                measured = self._usage(cmd, alert)
+                measured = self._usage(alert, figures)
                 decision = rules.usage(
                     alert.state, alert.frequency, threshold, measured, repeat_due
                 )
             if decision.fire:
                 alert.state, alert.last_triggered_at_us = "triggered", now_us
-                self._fire(cmd, alert, threshold, average, measured)
+                self._fire(cmd, alert, threshold, average, measured, figures)
             elif decision.rearm:
                 alert.state = "armed"
         alert.next_check_at_us = self._next_check(alert, cmd.state.timezone)
@@ -352,68 +427,35 @@ class AlertService:
             candidates.append(to_micros(start(from_micros(last), tz)))
         return min(candidates) if candidates else None
 
-    def _threshold(self, cmd: Command, alert: AlertRow) -> tuple[Money | None, int | None]:
+    @staticmethod
+    def _threshold(alert: AlertRow, figures: Figures) -> tuple[Money | None, int | None]:
         if alert.threshold_micros is not None:
             return Money(alert.threshold_micros), None
         assert alert.threshold_percent_bp is not None
-        average = self.average_monthly_usage(
-            cmd.conn, cmd.state.account_id, cmd.state.timezone, cmd.now
-        )
+        average = figures.average_monthly_usage()
         if average is None:
             return None, None
         return rules.percent_of(average, alert.threshold_percent_bp), average
 
     @staticmethod
-    def average_monthly_usage(
-        conn: sa.Connection, account_id: str, tz: str, now: datetime
-    ) -> int | None:
-        """The rule of `domain.alerts.average_monthly_usage`: complete months are calendar
-        months the account existed for from their first day."""
-        created_us = conn.execute(
-            sa.select(accounts.c.created_at_us).where(accounts.c.id == account_id)
-        ).scalar_one()
-        created = local_date(from_micros(created_us), tz)
-        today = local_date(now, tz)
-        month_start = today.replace(day=1)
-        first_full = created if created.day == 1 else _add_months(created.replace(day=1), 1)
-        start = max(first_full, _add_months(month_start, -3))
-        since = max(created, today - timedelta(days=29))
-        days = alerts_store.charged_between(
-            conn, account_id, min(start, since).isoformat(), today.isoformat()
-        )
-        monthly: list[int] = []
-        cursor = start
-        while cursor < month_start:
-            key = cursor.isoformat()[:7]
-            monthly.append(sum(v for d, v in days.items() if d.startswith(key)))
-            cursor = _add_months(cursor, 1)
-        recent = sum(v for d, v in days.items() if d >= since.isoformat())
-        return rules.average_monthly_usage(
-            monthly, recent, (today - since).days + 1, (today - created).days + 1
-        )
-
-    def _usage(self, cmd: Command, alert: AlertRow) -> Money:
-        today = cmd.today
-        first = today if alert.period == "day" else today[:8] + "01"
+    def _usage(alert: AlertRow, figures: Figures) -> Money:
         if alert.service is not None:
-            return Money(
-                alerts_store.service_cost_between(
-                    cmd.conn, cmd.state.account_id, alert.service, first, today
-                )
-            )
-        days = alerts_store.charged_between(cmd.conn, cmd.state.account_id, first, today)
-        return Money(sum(days.values()))
+            today, month = figures.service(alert.service)
+            return Money(today if alert.period == "day" else month)
+        if alert.period == "day":
+            return Money(figures.days.get(figures.cmd.today, 0))
+        first = figures.month_start.isoformat()
+        return Money(sum(v for d, v in figures.days.items() if d >= first))
 
     # -- messages --------------------------------------------------------------------------
-    def _burn(self, cmd: Command) -> tuple[Money, Money, str]:
+    @staticmethod
+    def _burn(cmd: Command, figures: Figures) -> tuple[Money, Money, str]:
         """(used today, average per day over the last 7 days, how long the money lasts)."""
-        today = date.fromisoformat(cmd.today)
-        days = alerts_store.charged_between(
-            cmd.conn, cmd.state.account_id, (today - timedelta(days=6)).isoformat(), cmd.today
-        )
-        week = Money(sum(days.values()))
+        first = (figures.today - timedelta(days=6)).isoformat()
+        week = Money(sum(v for d, v in figures.days.items() if d >= first))
         hours = rules.hours_to_zero(Money(cmd.state.available_micros), week)
-        return Money(days.get(cmd.today, 0)), Money(week.micros // 7), rules.describe_runway(hours)
+        today = Money(figures.days.get(cmd.today, 0))
+        return today, Money(week.micros // 7), rules.describe_runway(hours)
 
     def _fire(
         self,
@@ -422,9 +464,10 @@ class AlertService:
         threshold: Money,
         average: int | None,
         measured: Money,
+        figures: Figures,
     ) -> None:
         cur = cmd.state.currency
-        today, per_day, runway = self._burn(cmd)
+        today, per_day, runway = self._burn(cmd, figures)
         available = Money(cmd.state.available_micros)
         basis = ""
         if alert.threshold_percent_bp is not None and average is not None:

@@ -116,17 +116,21 @@ def charged_between(conn: Connection, account_id: str, first: str, last: str) ->
     return {row[0]: int(row[1]) for row in conn.execute(query)}
 
 
-def service_cost_between(
-    conn: Connection, account_id: str, service: str, first: str, last: str
-) -> int:
+def service_costs(
+    conn: Connection, account_id: str, first: str, today: str
+) -> dict[str, tuple[int, int]]:
+    """{service: (cost on `today`, cost from `first` to `today`)} in one query."""
     r = usage_rollups.c
-    query = sa.select(sa.func.coalesce(sa.func.sum(r.cost_micros), 0)).where(
-        r.account_id == account_id,
-        r.service == service,
-        r.local_date >= first,
-        r.local_date <= last,
+    query = (
+        sa.select(
+            r.service,
+            sa.func.sum(sa.case((r.local_date == today, r.cost_micros), else_=0)),
+            sa.func.sum(r.cost_micros),
+        )
+        .where(r.account_id == account_id, r.local_date >= first, r.local_date <= today)
+        .group_by(r.service)
     )
-    return int(conn.execute(query).scalar_one())
+    return {row[0]: (int(row[1]), int(row[2])) for row in conn.execute(query)}
 
 
 # -- notification settings -------------------------------------------------------------------

@@ -46,6 +46,7 @@ class AccountState:
     version: int
     updated_at_us: int
     inbound_at_zero: str
+    account_created_at_us: int
 
     @property
     def available_micros(self) -> int:
@@ -65,6 +66,7 @@ _STATE_COLUMNS = (
     balances.c.version,
     balances.c.updated_at_us,
     accounts.c.inbound_at_zero,
+    accounts.c.created_at_us.label("account_created_at_us"),
 )
 _STATE_FROM = balances.join(accounts, accounts.c.id == balances.c.account_id)
 
