@@ -87,7 +87,7 @@ def test_forty_sms_under_a_daily_cap_with_room_for_ten(pg_url: str, parent: Cont
     assert (view.available_micros, view.today_usage_micros) == (98_000_000, 2_000_000)
     assert view.outbound_block_reason == "daily_cap_reached"
     # one notice, however many requests were refused
-    events = [n.event for n in parent.notifications.list(acc, 100, None)]
+    events = [n.row.event for n in parent.notifications.list(acc, 100, None)]
     assert events == ["daily_cap_reached"]
     assert verify(parent.db) == []
 
