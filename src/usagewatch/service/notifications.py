@@ -21,6 +21,11 @@ EVENTS = {
     "outbound_resumed": "Outbound calls and messages resumed",
     "campaign_paused": "Campaign paused",
     "campaign_resumed": "Campaign resumed",
+    "auto_recharge_succeeded": "Auto-recharge added credit",
+    "auto_recharge_failed": "Auto-recharge failed: add credit or update the payment method",
+    "auto_recharge_limit_reached": "Auto-recharge reached its daily maximum",
+    "payment_succeeded": "Payment succeeded: credit added",
+    "payment_failed": "Payment failed: no credit added",
 }
 
 
