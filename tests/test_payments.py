@@ -310,3 +310,16 @@ def test_the_database_allows_one_pending_auto_recharge_per_account(c: Container)
     }
     with pytest.raises(sa.exc.IntegrityError), c.db.write() as conn:
         conn.execute(payments_table.insert().values(**row))
+
+
+def test_verify_pairs_each_succeeded_payment_with_its_credit(c: Container) -> None:
+    payment = c.payments.pay(ACC, m("25.00"), "pay-1")
+    assert verify(c.db) == []
+    with c.db.write() as conn:
+        conn.execute(
+            payments_table.update()
+            .where(payments_table.c.id == payment.id)
+            .values(amount_micros=26_000_000)
+        )
+    [problem] = verify(c.db)
+    assert f"pay_{payment.id}" in problem

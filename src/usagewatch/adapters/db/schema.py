@@ -469,6 +469,7 @@ payments = sa.Table(
     ),
     sa.UniqueConstraint("account_id", "request_key"),
     sa.UniqueConstraint("gateway_key"),
+    sa.UniqueConstraint("credit_lot_id"),  # a credit is bought by one payment
 )
 sa.Index("ix_payments_account", payments.c.account_id, payments.c.id)
 sa.Index("ix_payments_due", payments.c.next_attempt_at_us)

@@ -101,6 +101,7 @@ def upgrade() -> None:
             "account_id", "request_key", name=op.f("uq_payments_account_id_request_key")
         ),
         sa.UniqueConstraint("gateway_key", name=op.f("uq_payments_gateway_key")),
+        sa.UniqueConstraint("credit_lot_id", name=op.f("uq_payments_credit_lot_id")),
     )
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.create_index("ix_payments_account", ["account_id", "id"], unique=False)
