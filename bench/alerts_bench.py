@@ -27,6 +27,7 @@ from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
 from usagewatch.domain.ledger import LotKind
 from usagewatch.domain.money import Money
+from usagewatch.domain.payments import AutoRechargeRule
 from usagewatch.service.alerts import AlertSpec
 
 PG_ADMIN = os.environ.get(
@@ -45,9 +46,8 @@ def configure(c: Container, account: str) -> None:
         spec = AlertSpec(name=f"usage {period}", type="usage", channels=["dashboard"])
         spec.threshold, spec.period, spec.service = Money.parse(amount), period, service
         c.alerts.create(account, spec)
-    auto = getattr(c, "payments", None)
-    if auto is not None and hasattr(auto, "put_auto_recharge"):
-        auto.put_auto_recharge(account, True, Money.parse("1000.00"), Money.parse("5000.00"), 3)
+    rule = AutoRechargeRule(True, Money.parse("1000.00"), Money.parse("5000.00"), 3)
+    c.payments.put_rule(account, rule)
 
 
 def rate(c: Container, account: str, seconds: float) -> float:

@@ -9,6 +9,7 @@ from usagewatch.adapters.channels import Channels
 from usagewatch.adapters.db import migrate
 from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.events import BalanceFeed
+from usagewatch.adapters.payments import gateway_from_settings
 from usagewatch.config import Settings
 from usagewatch.domain.clock import Clock, ManualClock, SystemClock
 from usagewatch.service.accounts import AccountService
@@ -19,6 +20,7 @@ from usagewatch.service.exports import ExportService
 from usagewatch.service.ledger import LedgerService
 from usagewatch.service.limits import LimitsService
 from usagewatch.service.notifications import Notifications
+from usagewatch.service.payments import PaymentService, PaymentSettings
 from usagewatch.service.queries import Queries
 from usagewatch.service.rates import RateService, platform_card
 from usagewatch.service.reports import ReportService
@@ -49,6 +51,7 @@ class Container:
     reports: ReportService
     exports: ExportService
     statements: StatementService
+    payments: PaymentService
     test_clock: ManualClock | None = field(default=None)
 
     def close(self) -> None:
@@ -90,6 +93,17 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
     queries = Queries(db, clock, ledger, limits)
     exports = ExportService(db, clock, queries.balance)
     statements = StatementService(db, clock, exports)
+    payments = PaymentService(
+        db,
+        clock,
+        ledger,
+        gateway_from_settings(settings.payment_gateway, settings.simulated_gateway_outcome),
+        PaymentSettings(
+            retry_base_seconds=settings.payment_retry_base_seconds,
+            attempts_max=settings.payment_attempts_max,
+            decline_backoff_seconds=settings.auto_recharge_decline_backoff_seconds,
+        ),
+    )
     return Container(
         settings=settings,
         db=db,
@@ -99,7 +113,7 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         ledger=ledger,
         queries=queries,
         scheduler=Scheduler(
-            [ledger, subs, limits, statements, alerts, notifications], clock, test_clock
+            [ledger, subs, limits, statements, alerts, payments, notifications], clock, test_clock
         ),
         subscriptions=subs,
         batch=BatchService(db, clock, ledger, rates),
@@ -123,5 +137,6 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         reports=ReportService(db, clock),
         exports=exports,
         statements=statements,
+        payments=payments,
         test_clock=test_clock,
     )

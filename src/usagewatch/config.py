@@ -5,6 +5,8 @@ Every field here is documented in docs/configuration.md; a test keeps the two in
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -59,4 +61,19 @@ class Settings(BaseSettings):
     )
     promo_expiry_notice_days: int = Field(
         7, ge=0, le=90, description="warn this many days before promotional credit expires"
+    )
+    payment_gateway: Literal["simulated"] = Field(
+        "simulated", description="payment gateway adapter for payments and auto-recharge"
+    )
+    simulated_gateway_outcome: Literal["succeed", "decline", "timeout"] = Field(
+        "succeed", description="what the simulated gateway answers every charge"
+    )
+    payment_retry_base_seconds: int = Field(
+        30, ge=1, le=3600, description="first retry delay of an unanswered payment; doubles"
+    )
+    payment_attempts_max: int = Field(
+        8, ge=1, le=50, description="gateway calls of one payment before it is marked failed"
+    )
+    auto_recharge_decline_backoff_seconds: int = Field(
+        3600, ge=60, le=7 * 86400, description="no new auto-recharge this long after a decline"
     )

@@ -24,6 +24,7 @@ from usagewatch.api.routes import (
     limits,
     messages,
     ops,
+    payments,
     rates,
     reports,
     subscriptions,
@@ -70,6 +71,7 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
     for module in (rates, messages, calls, subscriptions, batch, limits, alerts):
         app.include_router(module.router)
     app.include_router(reports.router)
+    app.include_router(payments.router)
     app.include_router(ops.router)
     app.include_router(exotel.router)
     # The last added runs first: metrics see every response, 413s from the limit included.

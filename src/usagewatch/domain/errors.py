@@ -26,6 +26,7 @@ CODES: dict[str, str] = {
     "malformed_json": "The body is not valid JSON, or not a JSON object.",
     "invalid_idempotency_key": "The Idempotency-Key header is empty or longer than 255 characters.",
     "invalid_cursor": "The `after` cursor was not produced by this API.",
+    "missing_idempotency_key": "This request moves money and needs an Idempotency-Key header.",
     # 401
     "unauthenticated": "No credentials, unknown key, wrong token or revoked key.",
     # 402
@@ -52,6 +53,7 @@ CODES: dict[str, str] = {
     "campaign_not_found": "No campaign with this campaign_id on this account.",
     "subscription_not_found": "No active number rental or agent seat with this id.",
     "statement_not_found": "No monthly statement with this id on this account.",
+    "payment_not_found": "No payment with this payment_id on this account.",
     # 405
     "method_not_allowed": "The route exists but not with this HTTP method.",
     # 409
@@ -114,6 +116,7 @@ CODES: dict[str, str] = {
     "invalid_service": "Not a service: voice, sms, whatsapp, number, agent_seat (or all).",
     "invalid_export_format": "The export format is not csv, xlsx or pdf.",
     "invalid_months": "`months` must be between 1 and 24.",
+    "invalid_max_recharges_per_day": "max_recharges_per_day must be a whole number from 1 to 100.",
     # 500 / 503
     "internal_error": "An unexpected fault; nothing was changed. Retry with the same key.",
     "not_ready": "The database is unreachable or its migrations are not current.",

@@ -44,6 +44,11 @@ EVENTS = {
     "usage_threshold": "Usage threshold reached",
     "promotional_credit_expiring": "Promotional credit expiring soon",
     "test": "Test notice",
+    "auto_recharge_succeeded": "Auto-recharge added credit",
+    "auto_recharge_failed": "Auto-recharge failed: add credit or update the payment method",
+    "auto_recharge_limit_reached": "Auto-recharge reached its daily maximum",
+    "payment_succeeded": "Payment succeeded: credit added",
+    "payment_failed": "Payment failed: no credit added",
 }
 
 LEASE_SECONDS = 60

@@ -16,6 +16,7 @@ from usagewatch.adapters.db.schema import (
     holds,
     journal_entries,
     journal_movements,
+    payments,
     usage_records,
     usage_rollups,
 )
@@ -198,7 +199,32 @@ def verify(db: Database, account_id: str | None = None) -> list[str]:
                 )
         problems += _rollup_problems(conn, account_id)
         problems += _campaign_problems(conn, account_id)
+        problems += _payment_problems(conn, account_id)
     return problems
+
+
+def _payment_problems(conn: sa.Connection, account_id: str | None) -> list[str]:
+    """Every succeeded payment bought one paid credit lot of its own account and amount."""
+    p, lots = payments, credit_lots
+    query = (
+        sa.select(p.c.account_id, p.c.id, p.c.amount_micros, lots.c.account_id, lots.c.kind)
+        .select_from(p.outerjoin(lots, lots.c.id == p.c.credit_lot_id))
+        .where(
+            p.c.status == "succeeded",
+            sa.or_(
+                lots.c.id.is_(None),
+                lots.c.account_id != p.c.account_id,
+                lots.c.kind != "paid",
+                lots.c.amount_micros != p.c.amount_micros,
+            ),
+        )
+    )
+    if account_id is not None:
+        query = query.where(p.c.account_id == account_id)
+    return [
+        f"account {row[0]}: payment pay_{row[1]} succeeded but its credit lot does not match"
+        for row in conn.execute(query)
+    ]
 
 
 def _campaign_problems(conn: sa.Connection, account_id: str | None) -> list[str]:

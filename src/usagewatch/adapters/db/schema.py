@@ -528,3 +528,80 @@ statement_schedule = sa.Table(
     sa.Column("next_due_at_us", sa.BigInteger, nullable=False),
 )
 sa.Index("ix_statement_schedule_due", statement_schedule.c.next_due_at_us)
+
+
+# -- payments and auto-recharge (issue 5) ---------------------------------------------------
+# One row per charge intent towards the payment gateway ("Add Credits" or an auto-recharge).
+# `gateway_key` is its idempotency key at the gateway, the same for every retry of it;
+# `request_key` is the client's Idempotency-Key of a manual payment. A succeeded payment
+# names the paid credit lot it bought (credited with a key derived from the payment id, so
+# it can happen only once); a pending one names when it is asked again.
+PAYMENT_KINDS = ("manual", "auto")
+PAYMENT_STATUSES = ("pending", "succeeded", "declined", "failed")
+payments = sa.Table(
+    "payments",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("amount_micros", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("request_key", sa.String(255), nullable=True),
+    sa.Column("request_fingerprint", sa.String(64), nullable=True),
+    sa.Column("gateway_key", sa.String(80), nullable=False),
+    sa.Column("gateway_reference", sa.String(255), nullable=True),
+    sa.Column("credit_lot_id", sa.String(40), sa.ForeignKey("credit_lots.id"), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("local_date", sa.String(10), nullable=False),  # account-local day it started
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.Column("next_attempt_at_us", sa.BigInteger, nullable=True),
+    sa.CheckConstraint(_in("kind", PAYMENT_KINDS), name="kind"),
+    sa.CheckConstraint(_in("status", PAYMENT_STATUSES), name="status"),
+    sa.CheckConstraint(f"amount_micros BETWEEN 1 AND {AMOUNT_MICROS_MAX}", name="amount"),
+    sa.CheckConstraint("attempts >= 0", name="attempts"),
+    sa.CheckConstraint(
+        "(status = 'succeeded') = (credit_lot_id IS NOT NULL)", name="credited_once_succeeded"
+    ),
+    sa.CheckConstraint(
+        "(status = 'pending') = (next_attempt_at_us IS NOT NULL)", name="pending_next_attempt"
+    ),
+    sa.CheckConstraint(
+        "(kind = 'manual') = (request_key IS NOT NULL AND request_fingerprint IS NOT NULL)",
+        name="manual_request_key",
+    ),
+    sa.UniqueConstraint("account_id", "request_key"),
+    sa.UniqueConstraint("gateway_key"),
+    sa.UniqueConstraint("credit_lot_id"),  # a credit is bought by one payment
+)
+sa.Index("ix_payments_account", payments.c.account_id, payments.c.id)
+sa.Index("ix_payments_due", payments.c.next_attempt_at_us)
+sa.Index("ix_payments_day", payments.c.account_id, payments.c.kind, payments.c.local_date)
+# At most one auto-recharge on its way per account: never two for one crossing.
+sa.Index(
+    "uq_payments_one_pending_auto",
+    payments.c.account_id,
+    unique=True,
+    sqlite_where=sa.text("kind = 'auto' AND status = 'pending'"),
+    postgresql_where=sa.text("kind = 'auto' AND status = 'pending'"),
+)
+
+# The auto-recharge rule, one per account that has one. `paused_until_us` holds recharges
+# back after a decline (or once the day's maximum is reached) until that instant, when the
+# scheduler looks again.
+auto_recharge = sa.Table(
+    "auto_recharge",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("threshold_micros", sa.BigInteger, nullable=False),
+    sa.Column("amount_micros", sa.BigInteger, nullable=False),
+    sa.Column("max_recharges_per_day", sa.Integer, nullable=False),
+    sa.Column("paused_until_us", sa.BigInteger, nullable=True),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(f"threshold_micros BETWEEN 1 AND {BALANCE_MICROS_MAX}", name="threshold"),
+    sa.CheckConstraint(f"amount_micros BETWEEN 1 AND {AMOUNT_MICROS_MAX}", name="amount"),
+    sa.CheckConstraint("max_recharges_per_day BETWEEN 1 AND 100", name="max_per_day"),
+)
+sa.Index("ix_auto_recharge_paused", auto_recharge.c.paused_until_us)
