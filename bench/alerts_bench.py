@@ -41,8 +41,11 @@ def configure(c: Container, account: str) -> None:
         spec = AlertSpec(name=f"below {amount}", type="low_balance", channels=["dashboard"])
         spec.threshold = Money.parse(amount)
         c.alerts.create(account, spec)
-    for period, service, amount in (("day", None, "100000.00"), ("month", None, "900000.00"),
-                                    ("month", "sms", "800000.00")):
+    for period, service, amount in (
+        ("day", None, "100000.00"),
+        ("month", None, "900000.00"),
+        ("month", "sms", "800000.00"),
+    ):
         spec = AlertSpec(name=f"usage {period}", type="usage", channels=["dashboard"])
         spec.threshold, spec.period, spec.service = Money.parse(amount), period, service
         c.alerts.create(account, spec)
@@ -73,8 +76,11 @@ def run_engine(url: str, engine: str, seconds: float, rounds: int) -> tuple[Any,
     finally:
         c.close()
     without, with_ = statistics.median(figures[False]), statistics.median(figures[True])
-    print(f"  {engine:10} without {without:8,.0f}/s  with 10 alerts + auto-recharge "
-          f"{with_:8,.0f}/s  ratio {with_ / without:.2f}", flush=True)
+    print(
+        f"  {engine:10} without {without:8,.0f}/s  with 10 alerts + auto-recharge "
+        f"{with_:8,.0f}/s  ratio {with_ / without:.2f}",
+        flush=True,
+    )
     return engine, f"{without:,.0f}", f"{with_:,.0f}", f"{with_ / without:.2f}"
 
 
@@ -93,8 +99,10 @@ def main() -> None:
         else:
             with benchdb.postgres_database(PG_ADMIN, "usagewatch_bench_alerts") as url:
                 rows.append(run_engine(url, engine, args.seconds, args.rounds))
-    print("\n| engine | SMS/s, nothing configured | SMS/s, 10 alerts + auto-recharge | ratio "
-          "(target >= 0.8) |")
+    print(
+        "\n| engine | SMS/s, nothing configured | SMS/s, 10 alerts + auto-recharge | ratio "
+        "(target >= 0.8) |"
+    )
     print("|---|---:|---:|---:|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
