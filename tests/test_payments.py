@@ -57,7 +57,7 @@ def autos(c: Container) -> list[tuple[str, str]]:
 
 
 def events(c: Container) -> list[str]:
-    return [n.event for n in reversed(c.notifications.list(ACC, 1000, None))]
+    return [n.row.event for n in reversed(c.notifications.list(ACC, 1000, None))]
 
 
 def rule(threshold: str = "50.00", amount: str = "200.00", per_day: int = 3) -> AutoRechargeRule:
@@ -181,7 +181,7 @@ def test_the_notice_says_what_happened(c: Container) -> None:
     c.payments.put_rule(ACC, rule())
     spend(c, "60.00")
     c.scheduler.run_due()
-    notice = c.notifications.list(ACC, 10, None)[0]
+    notice = c.notifications.list(ACC, 10, None)[0].row
     assert notice.event == "auto_recharge_succeeded"
     assert "INR 200.00" in notice.message and "INR 240.00" in notice.message
     assert "INR 50.00" in notice.message
@@ -210,7 +210,7 @@ def test_a_decline_backs_off_for_an_hour_then_tries_again(c: Container) -> None:
     c.scheduler.run_due()
     assert autos(c) == [("declined", "200.00")]
     assert events(c) == ["auto_recharge_failed"]
-    notice = c.notifications.list(ACC, 1, None)[0]
+    notice = c.notifications.list(ACC, 1, None)[0].row
     assert "declined" in notice.message and "Add Credits" in notice.message
     assert "INR 40.00" in notice.message
     assert c.payments.rule(ACC).paused_until_us is not None

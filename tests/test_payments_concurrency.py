@@ -67,6 +67,6 @@ def test_forty_sms_across_the_threshold_start_one_recharge(
     [payment] = parent.payments.list(acc, 100, None)
     assert (payment.kind, payment.status, payment.attempts) == ("auto", "succeeded", 1)
     assert parent.queries.balance(acc).available_micros == 292_000_000  # 100 - 8 + 200
-    events = [n.event for n in parent.notifications.list(acc, 100, None)]
+    events = [n.row.event for n in parent.notifications.list(acc, 100, None)]
     assert events == ["auto_recharge_succeeded"]
     assert verify(parent.db) == []
