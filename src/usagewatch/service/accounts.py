@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +37,9 @@ class Account:
     created_at_us: int
     inbound_at_zero: str = "allow"
     sandbox: bool = False
+
+
+_ACCOUNT_COLUMNS = [accounts.c[f.name] for f in fields(Account)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +113,15 @@ class AccountService:
 
     def get_account(self, account_id: str) -> Account:
         with self.db.read() as conn:
-            row = conn.execute(sa.select(*accounts.c).where(accounts.c.id == account_id)).first()
+            row = conn.execute(
+                sa.select(*_ACCOUNT_COLUMNS).where(accounts.c.id == account_id)
+            ).first()
         if row is None:
             raise NotFound("account_not_found", f"no account {account_id!r}")
         return Account(*row)
 
     def list_accounts(self, limit: int, after: str | None) -> list[Account]:
-        query = sa.select(*accounts.c).order_by(accounts.c.id).limit(limit)
+        query = sa.select(*_ACCOUNT_COLUMNS).order_by(accounts.c.id).limit(limit)
         if after is not None:
             query = query.where(accounts.c.id > after)
         with self.db.read() as conn:

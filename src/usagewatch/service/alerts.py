@@ -6,6 +6,7 @@ settings and webhook secret."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass, field
@@ -87,29 +88,35 @@ class Figures:
         self.today = date.fromisoformat(cmd.today)
         self.month_start = self.today.replace(day=1)
         self._days: dict[str, int] | None = None
-        self._services: dict[str, tuple[int, int]] | None = None
+        self._services: dict[str, tuple[int, int]] = {}
+        self._average: tuple[int | None] | None = None
 
-    @property
-    def days(self) -> dict[str, int]:
+    def _load(self) -> dict[str, int]:
         if self._days is None:
-            first = _add_months(self.month_start, -3).isoformat()
-            self._days = alerts_store.charged_between(
-                self.cmd.conn, self.cmd.state.account_id, first, self.cmd.today
-            )
-        return self._days
-
-    def service(self, service: str) -> tuple[int, int]:
-        """(today's, this month's) cost of one service."""
-        if self._services is None:
-            self._services = alerts_store.service_costs(
+            self._days, self._services = alerts_store.usage_figures(
                 self.cmd.conn,
                 self.cmd.state.account_id,
+                _add_months(self.month_start, -3).isoformat(),
                 self.month_start.isoformat(),
                 self.cmd.today,
             )
+        return self._days
+
+    @property
+    def days(self) -> dict[str, int]:
+        return self._load()
+
+    def service(self, service: str) -> tuple[int, int]:
+        """(today's, this month's) cost of one service."""
+        self._load()
         return self._services.get(service, (0, 0))
 
     def average_monthly_usage(self) -> int | None:
+        if self._average is None:
+            self._average = (self._average_monthly_usage(),)
+        return self._average[0]
+
+    def _average_monthly_usage(self) -> int | None:
         """The rule of `domain.alerts.average_monthly_usage`: complete months are calendar
         months the account existed for from their first day."""
         tz = self.cmd.state.timezone
@@ -306,9 +313,11 @@ class AlertService:
         return self.ledger.run_command(account_id, None, None, AlertRow, command)
 
     def delete(self, account_id: str, alert_id: str) -> None:
-        with self.db.write() as conn:
-            if not alerts_store.delete_alert(conn, account_id, alert_id):
+        def command(cmd: Command) -> None:
+            if not alerts_store.delete_alert(cmd.conn, account_id, alert_id):
                 raise NotFound("alert_not_found", f"no alert {alert_id!r}")
+
+        self.ledger.run_command(account_id, None, None, type(None), command)
 
     # -- notification settings and the webhook secret --------------------------------------
     def settings(self, account_id: str) -> SettingsRow:
@@ -364,7 +373,10 @@ class AlertService:
             self._balance_zero(cmd)
         charged = any(kind in USAGE_ENTRY_KINDS for kind in cmd.kinds)
         figures: Figures | None = None
-        for alert in alerts_store.account_alerts(cmd.conn, cmd.state.account_id):
+        cached = alerts_store.cached_alerts(
+            cmd.conn, cmd.state.account_id, cmd.state.config_version
+        )
+        for alert in cached:
             if alert.type == "low_balance":
                 armed = alert.state == "armed"
                 relevant = after < before if armed else after > before
@@ -372,7 +384,7 @@ class AlertService:
                 relevant = alert.state == "armed" and charged
             if relevant:
                 figures = figures or Figures(cmd)
-                self._evaluate(cmd, alert, figures)
+                self._evaluate(cmd, copy.copy(alert), figures)
 
     def average_monthly_usage(self, account_id: str) -> int | None:
         """The average monthly usage that percentage thresholds apply to, now."""

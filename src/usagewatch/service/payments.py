@@ -322,7 +322,7 @@ class PaymentService:
     def on_money_moved(self, cmd: Command) -> None:
         """The ledger trigger: inside every command that moved money, under the account lock
         (so concurrent charges are decided one after the other), before its commit."""
-        row = payments_store.read_rule(cmd.conn, cmd.state.account_id)
+        row = payments_store.cached_rule(cmd.conn, cmd.state.account_id, cmd.state.config_version)
         if row is None or not row.rule.enabled:
             return
         if cmd.state.available_micros >= row.rule.threshold.micros:

@@ -9,6 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from usagewatch.adapters.db import store
+from usagewatch.adapters.db.config_cache import CACHE
 from usagewatch.adapters.db.schema import (
     alerts,
     daily_charges,
@@ -59,17 +61,26 @@ _ALERT_COLUMNS = [alerts.c[f.name] for f in fields(AlertRow)]
 
 def insert_alert(conn: Connection, alert: AlertRow) -> None:
     conn.execute(alerts.insert().values(**alert.values()))
+    store.bump_config(conn, alert.account_id)
 
 
 def update_alert(conn: Connection, alert: AlertRow) -> None:
     conn.execute(alerts.update().where(alerts.c.id == alert.id).values(**alert.values()))
+    store.bump_config(conn, alert.account_id)
 
 
 def delete_alert(conn: Connection, account_id: str, alert_id: str) -> bool:
     done = conn.execute(
         alerts.delete().where(alerts.c.account_id == account_id, alerts.c.id == alert_id)
     )
+    store.bump_config(conn, account_id)
     return done.rowcount > 0
+
+
+def cached_alerts(conn: Connection, account_id: str, config_version: int) -> list[AlertRow]:
+    """The account's alerts, from the per-process cache while `config_version` holds. Shared
+    objects: copy one (`copy.copy`) before changing it."""
+    return CACHE.get("alerts", account_id, config_version, lambda: account_alerts(conn, account_id))
 
 
 def find_alert(conn: Connection, account_id: str, alert_id: str) -> AlertRow | None:
@@ -131,6 +142,44 @@ def service_costs(
         .group_by(r.service)
     )
     return {row[0]: (int(row[1]), int(row[2])) for row in conn.execute(query)}
+
+
+_d, _r = daily_charges.c, usage_rollups.c
+_usage_figures = sa.union_all(
+    sa.select(sa.literal("d"), _d.local_date, _d.charged_micros, sa.literal(0)).where(
+        _d.account_id == sa.bindparam("account"),
+        _d.local_date >= sa.bindparam("first"),
+        _d.local_date <= sa.bindparam("today"),
+    ),
+    sa.select(
+        sa.literal("s"),
+        _r.service,
+        sa.func.sum(sa.case((_r.local_date == sa.bindparam("today"), _r.cost_micros), else_=0)),
+        sa.func.sum(_r.cost_micros),
+    )
+    .where(
+        _r.account_id == sa.bindparam("account"),
+        _r.local_date >= sa.bindparam("month_first"),
+        _r.local_date <= sa.bindparam("today"),
+    )
+    .group_by(_r.service),
+)
+
+
+def usage_figures(
+    conn: Connection, account_id: str, first: str, month_first: str, today: str
+) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """In one round trip (a statement built once): charged usage per day in [first, today],
+    and per service {service: (cost today, cost since month_first)}."""
+    params = {"account": account_id, "first": first, "month_first": month_first, "today": today}
+    by_day: dict[str, int] = {}
+    by_service: dict[str, tuple[int, int]] = {}
+    for kind, key, a, b in conn.execute(_usage_figures, params):
+        if kind == "d":
+            by_day[key] = int(a)
+        else:
+            by_service[key] = (int(a), int(b))
+    return by_day, by_service
 
 
 # -- notification settings -------------------------------------------------------------------

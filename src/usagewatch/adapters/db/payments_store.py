@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from usagewatch.adapters.db import store
+from usagewatch.adapters.db.config_cache import CACHE
 from usagewatch.adapters.db.schema import auto_recharge, payments
 from usagewatch.domain.money import Money
 from usagewatch.domain.payments import AutoRechargeRule
@@ -54,6 +56,7 @@ def write_rule(conn: Connection, account_id: str, rule: AutoRechargeRule, now_us
     )
     if updated.rowcount == 0:
         conn.execute(auto_recharge.insert().values(account_id=account_id, **values))
+    store.bump_config(conn, account_id)
 
 
 def set_paused_until(conn: Connection, account_id: str, until_us: int | None) -> None:
@@ -61,6 +64,14 @@ def set_paused_until(conn: Connection, account_id: str, until_us: int | None) ->
         auto_recharge.update()
         .where(auto_recharge.c.account_id == account_id)
         .values(paused_until_us=until_us)
+    )
+    store.bump_config(conn, account_id)
+
+
+def cached_rule(conn: Connection, account_id: str, config_version: int) -> RuleRow | None:
+    """`read_rule` through the per-process cache, while `config_version` holds."""
+    return CACHE.get(
+        "auto_recharge", account_id, config_version, lambda: read_rule(conn, account_id)
     )
 
 

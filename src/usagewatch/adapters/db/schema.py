@@ -52,6 +52,9 @@ accounts = sa.Table(
     sa.Column("inbound_at_zero", sa.String(8), nullable=False, server_default="allow"),
     # A development/test account: created with conservative spending limits.
     sa.Column("sandbox", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Bumped with every change to what the ledger's triggers read (alerts, the
+    # auto-recharge rule): processes cache those per account and version.
+    sa.Column("config_version", sa.BigInteger, nullable=False, server_default="0"),
     sa.CheckConstraint(_in("status", ACCOUNT_STATUSES), name="status"),
     sa.CheckConstraint("length(currency) = 3", name="currency"),
     sa.CheckConstraint("inbound_at_zero IN ('allow', 'deny')", name="inbound_at_zero"),

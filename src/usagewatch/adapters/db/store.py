@@ -47,6 +47,7 @@ class AccountState:
     updated_at_us: int
     inbound_at_zero: str
     account_created_at_us: int
+    config_version: int
 
     @property
     def available_micros(self) -> int:
@@ -67,6 +68,7 @@ _STATE_COLUMNS = (
     balances.c.updated_at_us,
     accounts.c.inbound_at_zero,
     accounts.c.created_at_us.label("account_created_at_us"),
+    accounts.c.config_version,
 )
 _STATE_FROM = balances.join(accounts, accounts.c.id == balances.c.account_id)
 
@@ -535,3 +537,16 @@ def count_open_holds(conn: Connection) -> int:
     return int(
         conn.execute(sa.select(sa.func.count()).where(holds.c.status == "open")).scalar_one()
     )
+
+
+_bump_config = (
+    accounts.update()
+    .where(accounts.c.id == sa.bindparam("account"))
+    .values(config_version=accounts.c.config_version + 1)
+)
+
+
+def bump_config(conn: Connection, account_id: str) -> None:
+    """What the ledger's triggers read for this account changed: caches keyed by the old
+    `config_version` go stale (see `usagewatch.adapters.db.config_cache`)."""
+    conn.execute(_bump_config, {"account": account_id})

@@ -151,6 +151,11 @@ def upgrade() -> None:
     with op.batch_alter_table("delivery_attempts", schema=None) as batch_op:
         batch_op.create_index("ix_delivery_attempts_delivery", ["delivery_id"], unique=False)
 
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("config_version", sa.BigInteger(), server_default="0", nullable=False)
+        )
+
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.add_column(sa.Column("dedupe_key", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("alert_id", sa.String(length=40), nullable=True))
@@ -160,6 +165,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_column("config_version")
+
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_constraint(
             batch_op.f("uq_notifications_account_id_dedupe_key"), type_="unique"
