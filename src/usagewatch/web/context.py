@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 from usagewatch.bootstrap import Container
 from usagewatch.domain.clock import from_micros
-from usagewatch.domain.money import MICROS_PER_UNIT
+from usagewatch.domain.money import MICROS_PER_UNIT, Money
 from usagewatch.web.sessions import (
     COOKIE_NAME,
     Session,
@@ -122,6 +122,7 @@ class Dashboard:
         )
         env.filters["money"] = format_money
         env.filters["instant"] = format_instant
+        env.filters["grouped"] = lambda text: format_money(Money.parse(text).micros)
         env.filters["tojson_script"] = _json_for_script
         return cls(c, SignInThrottle(), env)
 
