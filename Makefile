@@ -1,10 +1,10 @@
-# The two commands of the README: `make run` and `make test`. Each sets everything up.
+# The README's commands: `make demo`, `make run` and `make test`. Each sets everything up.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup demo run test lint bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/usagewatch demo
 
 run: setup
 	$(BIN)/usagewatch serve

@@ -237,6 +237,141 @@ def reconcile(
     typer.echo("ok: all three agree")
 
 
+DEMO_DATABASE_URL = "sqlite:///./usagewatch-demo.db"
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    database_url: Annotated[
+        str, typer.Option("--database-url", help="a SQLite file; replaced unless --keep")
+    ] = DEMO_DATABASE_URL,
+    days: Annotated[int, typer.Option(help="days of history to generate (1-90)")] = 90,
+    rate: Annotated[
+        float, typer.Option(help="simulated events (calls, SMS, WhatsApp) per second; 0: none")
+    ] = 2.0,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="reuse an existing demo database as it is")
+    ] = False,
+) -> None:
+    """Set up a demo: an account with 90 days of history, a demo login, the server and a
+    traffic simulator that moves the balance and spends a campaign's budget in minutes."""
+    import secrets
+    import threading
+    from datetime import UTC, datetime
+
+    import uvicorn
+
+    from usagewatch.adapters.db.engine import Database
+    from usagewatch.api.app import create_app
+    from usagewatch.bootstrap import build
+    from usagewatch.demo import DEMO_ACCOUNT, DEMO_CAMPAIGN, DEMO_EMAIL, DEMO_PASSWORD, seed
+    from usagewatch.domain.clock import ManualClock
+    from usagewatch.service.accounts import random_admin_token
+    from usagewatch.service.verify import verify as run_verify
+    from usagewatch.simulator import Traffic
+
+    if not database_url.startswith("sqlite:///"):
+        raise typer.BadParameter("the demo runs on a SQLite file", param_hint="--database-url")
+    if not 1 <= days <= 90:
+        raise typer.BadParameter("1 to 90 days", param_hint="--days")
+    path = Path(database_url.removeprefix("sqlite:///"))
+    admin_token = random_admin_token()
+    session_secret = secrets.token_urlsafe(48)
+    platform_token = None
+    if not (keep and path.exists()):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        now = datetime.now(UTC).replace(microsecond=0)
+        from usagewatch.demo import history_start
+
+        clock = ManualClock(history_start(now, days))
+        typer.echo(f"generating {days} days of history in {path} ...")
+        seeding = build(
+            _settings(database_url=database_url, test_clock=True), admin_token, clock=clock
+        )
+        try:
+            made = seed(seeding, clock, now, days)
+        finally:
+            seeding.close()
+        platform_token = made.platform_token
+        typer.echo(f"  {made.events:,} usage events through batch ingest")
+        db = Database(database_url)
+        problems = run_verify(db)
+        db.dispose()
+        typer.echo("  verify: " + ("ok, the books agree" if not problems else problems[0]))
+    settings = _settings(
+        database_url=database_url, host=host, port=port, session_secret=session_secret
+    )
+    container = build(settings, admin_token)
+    if platform_token is None:
+        from usagewatch.domain.accounts import Principal, Role
+
+        issued = container.accounts.create_api_key(
+            DEMO_ACCOUNT, "platform", Principal(Role.ADMIN, None, None)
+        )
+        platform_token = issued.token
+    where = f"http://{host}:{port}"
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(container), host=host, port=port, log_level="warning")
+    )
+    stop = threading.Event()
+
+    def simulate_when_up() -> None:
+        while not server.started and not stop.is_set():
+            stop.wait(0.1)
+        traffic = Traffic(where, platform_token, DEMO_ACCOUNT, rate, DEMO_CAMPAIGN)
+        traffic.run(stop, report=typer.echo, report_every_seconds=30)
+
+    typer.echo("")
+    typer.echo(f"  dashboard  {where}/login")
+    typer.echo(f"  sign in    {DEMO_EMAIL} / {DEMO_PASSWORD}")
+    typer.echo(f"  operator   admin / {admin_token}")
+    typer.echo(f"  API docs   {where}/docs")
+    if rate > 0:
+        typer.echo(
+            f"  simulating {rate:g} events/s: watch the header balance move and the "
+            f"'{DEMO_CAMPAIGN}' campaign reach its budget within a few minutes. Ctrl-C stops."
+        )
+        threading.Thread(target=simulate_when_up, name="simulator", daemon=True).start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        container.close()
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="the server, e.g. http://127.0.0.1:8000")],
+    token: Annotated[str, typer.Option(help="a platform key's token (or the admin token)")],
+    account: Annotated[str, typer.Option(help="account id")],
+    rate: Annotated[float, typer.Option(help="events per second")] = 2.0,
+    campaign: Annotated[
+        str | None, typer.Option(help="campaign_id to put on half the SMS and WhatsApp")
+    ] = None,
+    duration_seconds: Annotated[
+        float | None, typer.Option(help="stop after this long (default: until Ctrl-C)")
+    ] = None,
+) -> None:
+    """Send simulated calls, SMS and WhatsApp conversations to any server over HTTP."""
+    import threading
+
+    from usagewatch.simulator import Traffic
+
+    try:
+        traffic = Traffic(url, token, account, rate, campaign)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--rate") from exc
+    stop = threading.Event()
+    try:
+        traffic.run(stop, duration_seconds, report=typer.echo)
+    except KeyboardInterrupt:
+        stop.set()
+    typer.echo(traffic.summary())
+
+
 @app.command()
 def worker(
     database_url: DatabaseUrl = None,

@@ -77,3 +77,13 @@ class Settings(BaseSettings):
     auto_recharge_decline_backoff_seconds: int = Field(
         3600, ge=60, le=7 * 86400, description="no new auto-recharge this long after a decline"
     )
+    session_secret: str | None = Field(
+        None, description="signs dashboard session cookies (32+ characters); else the file's"
+    )
+    session_secret_file: str = Field(
+        ".usagewatch-session-secret",
+        description="where a generated session secret is kept when session_secret is unset",
+    )
+    session_max_age_seconds: int = Field(
+        8 * 3600, ge=60, le=30 * 86400, description="a dashboard session lasts this long"
+    )

@@ -30,6 +30,7 @@ from usagewatch.api.routes import (
     subscriptions,
 )
 from usagewatch.bootstrap import Container
+from usagewatch.web import install as install_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
     app.include_router(payments.router)
     app.include_router(ops.router)
     app.include_router(exotel.router)
+    install_dashboard(app, c)  # the dashboard's pages (web/)
     # The last added runs first: metrics see every response, 413s from the limit included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=c.settings.max_request_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

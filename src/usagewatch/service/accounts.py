@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass, fields
 
@@ -21,6 +22,7 @@ from usagewatch.domain.security import (
     hash_token,
     new_token,
     tokens_equal,
+    verify_password,
 )
 from usagewatch.service.ledger import new_id
 
@@ -54,6 +56,24 @@ class User:
     user_id: str
     email: str
     role: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserAccount:
+    """A dashboard user with the account they belong to (what a sign-in yields)."""
+
+    user_id: str
+    account_id: str
+    email: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    key_id: str
+    role: str
+    created_at_us: int
+    revoked_at_us: int | None
 
 
 class AccountService:
@@ -187,6 +207,53 @@ class AccountService:
             raise Conflict("user_exists", "a user with this email exists", "email") from exc
         return user
 
+    def list_api_keys(self, account_id: str) -> list[KeyView]:
+        """The account's keys, newest first (never their tokens)."""
+        query = (
+            sa.select(
+                api_keys.c.key_id,
+                api_keys.c.role,
+                api_keys.c.created_at_us,
+                api_keys.c.revoked_at_us,
+            )
+            .where(api_keys.c.account_id == account_id)
+            .order_by(api_keys.c.created_at_us.desc(), api_keys.c.key_id)
+            .limit(LIST_LIMIT_MAX)
+        )
+        with self.db.read() as conn:
+            return [KeyView(*row) for row in conn.execute(query)]
+
+    def authenticate_user(self, email: str, password: str) -> UserAccount | None:
+        """The user with this email and password, or None. An unknown email costs the
+        same slow hash as a wrong password, so timing does not tell which it was."""
+        query = sa.select(
+            users.c.user_id,
+            users.c.account_id,
+            users.c.email,
+            users.c.role,
+            users.c.password_hash,
+        ).where(users.c.email == email.strip().lower()[:254])
+        with self.db.read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            verify_password(password, _dummy_password_hash())
+            return None
+        if not verify_password(password, row.password_hash):
+            return None
+        return UserAccount(row.user_id, row.account_id, row.email, row.role)
+
+    def user_exists(self, user_id: str) -> bool:
+        with self.db.read() as conn:
+            found = conn.execute(sa.select(users.c.user_id).where(users.c.user_id == user_id))
+            return found.first() is not None
+
+    @property
+    def admin_token_hash(self) -> str:
+        return self._admin_token_hash
+
+    def is_admin_token(self, token: str) -> bool:
+        return tokens_equal(hash_token(token), self._admin_token_hash)
+
     # -- authentication ----------------------------------------------------------------
     def principal_for_token(self, token: str) -> Principal | None:
         """Bearer token: the operator's admin token, or an API key's token."""
@@ -225,6 +292,11 @@ def _fields(account: Account) -> dict[str, object]:
         "inbound_at_zero": account.inbound_at_zero,
         "sandbox": account.sandbox,
     }
+
+
+@functools.cache
+def _dummy_password_hash() -> str:
+    return hash_password("not-a-real-password-0123456789")
 
 
 def random_admin_token() -> str:

@@ -1,0 +1,137 @@
+// usagewatch dashboard: the live header balance (Server-Sent Events), the breakdown
+// popover, the operator's account switcher, and the daily usage chart (plotly.js served
+// by usagewatch itself). No framework; nothing loaded from elsewhere.
+"use strict";
+
+function groupThousands(text) {
+  // "1234567.50" -> "1,234,567.50" (exact: works on the decimal string, never a float)
+  const negative = text.startsWith("-");
+  const [units, frac] = (negative ? text.slice(1) : text).split(".");
+  const grouped = units.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return (negative ? "-" : "") + grouped + (frac !== undefined ? "." + frac : "");
+}
+
+const REASONS = {
+  insufficient_balance: ["Outbound calls and messages are paused: the available balance is zero.",
+    "Add credits to resume at once."],
+  daily_cap_reached: ["Outbound calls and messages are paused: the daily spending cap is reached.",
+    "They resume at midnight (account time), or raise the daily cap under Spending Limits."],
+  monthly_cap_reached: ["Outbound calls and messages are paused: the monthly spending cap is reached.",
+    "They resume on the 1st of next month, or raise the monthly cap under Spending Limits."],
+  account_not_active: ["Outbound calls and messages are paused: the account is not active.",
+    "Contact support to reactivate the account."],
+};
+
+function showBalance(balance) {
+  const currency = balance.currency;
+  for (const name of ["available_balance", "paid_credits", "promotional_credits",
+                      "reserved_amount", "today_usage", "month_usage"]) {
+    for (const el of document.querySelectorAll(`[data-field="${name}"]`)) {
+      const text = `${currency} ${groupThousands(balance[name])}`;
+      if (el.textContent !== text) {
+        el.textContent = text;
+        if (el.classList.contains("balance-amount")) {
+          el.classList.remove("changed");
+          void el.offsetWidth; // restart the animation
+          el.classList.add("changed");
+        }
+      }
+    }
+  }
+  const list = document.querySelector('[data-field="promotional_expiries"]');
+  if (list) {
+    list.replaceChildren();
+    const items = balance.promotional_expiries.length ? balance.promotional_expiries : [null];
+    for (const item of items) {
+      const li = document.createElement("li");
+      li.textContent = item
+        ? `${currency} ${groupThousands(item.amount)} expires ${new Date(item.expires_at).toLocaleString()}`
+        : "No promotional credit.";
+      list.append(li);
+    }
+  }
+  const banner = document.getElementById("paused-banner");
+  if (banner) {
+    if (balance.outbound_allowed) {
+      banner.hidden = true;
+    } else {
+      const [why, todo] = REASONS[balance.outbound_block_reason] ||
+        [`Outbound calls and messages are paused (${balance.outbound_block_reason}).`,
+         "See Spending Limits and Credits."];
+      banner.querySelector('[data-field="block_why"]').textContent = why;
+      banner.querySelector('[data-field="block_todo"]').textContent = todo;
+      banner.hidden = false;
+    }
+  }
+}
+
+function startBalanceStream() {
+  const button = document.getElementById("header-balance");
+  if (!button || !window.EventSource) return;
+  const status = document.querySelector(".live-status");
+  const source = new EventSource(button.dataset.stream);
+  source.addEventListener("balance", (event) => {
+    showBalance(JSON.parse(event.data));
+    if (status) status.textContent = "Live.";
+  });
+  source.addEventListener("error", () => {
+    if (status) status.textContent = "Reconnecting…"; // EventSource retries by itself
+  });
+}
+
+function setUpBreakdown() {
+  const button = document.getElementById("header-balance");
+  const panel = document.getElementById("balance-breakdown");
+  if (!button || !panel) return;
+  const close = () => { panel.hidden = true; button.setAttribute("aria-expanded", "false"); };
+  button.addEventListener("click", () => {
+    const opening = panel.hidden;
+    panel.hidden = !opening;
+    button.setAttribute("aria-expanded", String(opening));
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && !panel.hidden) { close(); button.focus(); }
+  });
+  document.addEventListener("click", (e) => {
+    if (!panel.hidden && !panel.contains(e.target) && !button.contains(e.target)) close();
+  });
+}
+
+function setUpAutosubmit() {
+  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+    select.addEventListener("change", () => select.form.submit());
+  }
+}
+
+const SERVICE_COLORS = {
+  voice: "#4e79a7", sms: "#f28e2b", whatsapp: "#59a14f", number: "#b07aa1", agent_seat: "#e15759",
+};
+
+function drawChart() {
+  const target = document.getElementById("daily-chart");
+  const source = document.getElementById("chart-data");
+  if (!target || !source || !window.Plotly) return;
+  const data = JSON.parse(source.textContent);
+  const dark = window.matchMedia("(prefers-color-scheme: dark)").matches;
+  const ink = dark ? "#e6edf3" : "#1b1f24";
+  const grid = dark ? "#30363d" : "#d0d7de";
+  const traces = data.series.map((s) => ({
+    type: "bar", name: s.label, x: data.dates, y: s.costs.map(Number), text: s.costs,
+    hovertemplate: `%{x}<br>${s.label}: %{text}<extra></extra>`, textposition: "none",
+    marker: { color: SERVICE_COLORS[s.service] },
+  }));
+  const layout = {
+    barmode: "stack", paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+    font: { color: ink, family: "system-ui, sans-serif" }, margin: { l: 56, r: 8, t: 8, b: 40 },
+    legend: { orientation: "h", y: -0.15 }, xaxis: { gridcolor: grid, type: "date" },
+    yaxis: { gridcolor: grid, title: { text: "cost" }, rangemode: "tozero" }, height: 360,
+  };
+  window.Plotly.newPlot(target, traces, layout, { displaylogo: false, responsive: true });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setUpBreakdown();
+  setUpAutosubmit();
+  startBalanceStream();
+  drawChart();
+});

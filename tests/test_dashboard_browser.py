@@ -1,0 +1,266 @@
+"""The dashboard in a real headless Chromium (Playwright driving Debian's /usr/bin/chromium;
+flags in DEVELOPERS.md) against a real uvicorn server: sign-in, the live header balance,
+the breakdown, the exports, a wrong password, a CSRF-less post. Screenshots of every page
+go to tests/artifacts/ (light, dark, phone) for a person to look at."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openpyxl
+import pytest
+from pypdf import PdfReader
+
+from usagewatch.api.app import create_app
+from usagewatch.bootstrap import Container, build
+from usagewatch.config import Settings
+from usagewatch.domain.accounts import Principal, Role
+from usagewatch.domain.clock import ManualClock
+from usagewatch.domain.ledger import LotKind
+from usagewatch.domain.money import Money
+
+from .conftest import ADMIN_TOKEN, START
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium in a container: no sandbox (we run as root), no GPU, nothing phoning home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+EMAIL, PASSWORD = "owner@acme.example", "correct-horse-battery"
+PAGES = {
+    "usage": "/billing/usage",
+    "spending-limits": "/billing/spending-limits",
+    "credits": "/billing/credits",
+    "notifications": "/notifications",
+    "api-keys": "/settings/api-keys",
+    "alerts": "/billing/alerts",
+    "auto-recharge": "/billing/auto-recharge",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Container, str]]:
+    """A live server over a SQLite account with some usage; yields (url, container,
+    platform token)."""
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium"
+    path = tmp_path_factory.mktemp("browser") / "usagewatch.db"
+    settings = Settings(database_url=f"sqlite:///{path}", session_secret="s" * 48, test_clock=True)
+    c = build(settings, ADMIN_TOKEN, clock=ManualClock(START))
+    c.accounts.create_account("Acme Ltd", "acme")
+    c.accounts.create_user("acme", EMAIL, PASSWORD, "owner")
+    c.ledger.add_credit("acme", LotKind.PAID, Money.parse("5000.00"))
+    c.ledger.add_credit(
+        "acme", LotKind.PROMOTIONAL, Money.parse("250.00"), expires_at=START.replace(year=2027)
+    )
+    c.limits.create_campaign("acme", "launch", "Launch", Money.parse("10.00"))
+    for i in range(30):
+        c.usage.charge_sms(
+            "acme",
+            f"seed-{i}",
+            "promotional",
+            to="+919800000000",
+            units=1 + i % 3,
+            consumer="marketing-bot" if i % 2 else "otp-service",
+            campaign_id="launch" if i % 3 == 0 else None,
+        )
+    token = c.accounts.create_api_key("acme", "platform", Principal(Role.ADMIN, None, None)).token
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(c), log_level="warning", timeout_graceful_shutdown=1)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}", c, token
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def sign_in(page: Any, url: str, email: str = EMAIL, password: str = PASSWORD) -> None:
+    page.goto(f"{url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_sign_in_live_balance_breakdown_and_every_page(
+    server: tuple[str, Container, str], browser: Any
+) -> None:
+    url, c, platform_token = server
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    page = context.new_page()
+    sign_in(page, url)
+    page.wait_for_url(f"{url}/billing/usage")
+    header = page.get_by_test_id("header-balance")
+    before = header.inner_text()
+    assert "INR" in before
+    expected = c.queries.balance("acme").available_micros
+    # The live feed is connected once the breakdown says so; then charge an SMS.
+    page.wait_for_function("document.querySelector('.live-status').textContent === 'Live.'")
+    shown = header.locator(".balance-amount").inner_text()
+    answer = httpx.post(
+        f"{url}/v1/accounts/acme/sms",
+        headers={"Authorization": f"Bearer {platform_token}"},
+        json={"sms_sid": "browser-1", "type": "transactional", "to": "+919811111111", "units": 5},
+    )
+    assert answer.status_code == 201, answer.text
+    started = time.monotonic()
+    page.wait_for_function(
+        "before => document.querySelector('[data-testid=header-balance] .balance-amount')"
+        ".textContent !== before",
+        arg=shown,
+        timeout=2000,
+    )
+    assert time.monotonic() - started < 2.0
+    after = c.queries.balance("acme").available_micros
+    assert after == expected - 1_000_000  # 5 units x 0.20
+    assert header.locator(".balance-amount").inner_text() == "INR " + _grouped(after)
+
+    header.click()
+    breakdown = page.get_by_test_id("balance-breakdown")
+    assert breakdown.is_visible()
+    for label in (
+        "Available Balance",
+        "Paid Credits",
+        "Promotional Credits",
+        "Reserved Amount",
+        "Today's Usage",
+        "This Month's Usage",
+    ):
+        assert breakdown.get_by_text(label, exact=True).is_visible()
+    assert "expires" in breakdown.inner_text()  # the promotional lot's expiry date
+    shot(page, "balance-breakdown")
+    page.keyboard.press("Escape")
+    assert not breakdown.is_visible()
+
+    for name, path in PAGES.items():
+        page.goto(f"{url}{path}")
+        assert page.get_by_test_id("header-balance").is_visible()
+        if name == "usage":
+            page.wait_for_selector("#daily-chart .main-svg")  # plotly drew the chart
+        shot(page, name)
+
+    page.goto(f"{url}/billing/spending-limits")
+    page.get_by_label("Daily spending cap (INR)").fill("1.00")
+    page.get_by_test_id("dry-run").click()
+    assert page.get_by_test_id("dry-run-result").is_visible()
+    shot(page, "spending-limits-dry-run")
+    context.close()
+
+    for scheme in ("dark", "light"):  # the same pages at a phone's width, and in dark
+        width = {"dark": 1280, "light": 390}[scheme]
+        context = browser.new_context(viewport={"width": width, "height": 844}, color_scheme=scheme)
+        page = context.new_page()
+        sign_in(page, url)
+        page.wait_for_selector("#daily-chart .main-svg")
+        shot(page, f"usage-{'dark' if scheme == 'dark' else 'phone'}")
+        context.close()
+
+
+def _grouped(micros: int) -> str:
+    units, frac = divmod(micros, 1_000_000)
+    return f"{units:,}." + f"{frac:06d}".rstrip("0").ljust(2, "0")
+
+
+def test_each_export_downloads_and_opens(server: tuple[str, Container, str], browser: Any) -> None:
+    url, _c, _ = server
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    sign_in(page, url)
+    page.wait_for_url(f"{url}/billing/usage")
+    files = {}
+    for fmt in ("csv", "xlsx", "pdf"):
+        with page.expect_download() as info:
+            page.get_by_test_id(f"export-{fmt}").click()
+        download = info.value
+        target = ARTIFACTS / f"export.{fmt}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        download.save_as(str(target))
+        assert download.suggested_filename.endswith(f".{fmt}")
+        files[fmt] = target
+    rows = list(csv.DictReader(io.StringIO(files["csv"].read_text(encoding="utf-8"))))
+    assert len(rows) >= 30 and all(r["service"] == "sms" for r in rows)
+    workbook = openpyxl.load_workbook(files["xlsx"], read_only=True)
+    assert len(workbook.sheetnames) >= 2
+    text = "".join(p.extract_text() for p in PdfReader(str(files["pdf"])).pages)
+    assert "acme" in text.lower()
+    context.close()
+
+
+def test_a_wrong_password_stays_out(server: tuple[str, Container, str], browser: Any) -> None:
+    url, _, _ = server
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, url, password="not-the-password")
+    assert page.get_by_test_id("login-error").inner_text() == "Wrong email or password."
+    assert page.get_by_test_id("header-balance").count() == 0
+    assert page.url.startswith(f"{url}/login")
+    shot(page, "login-wrong-password")
+    page.goto(f"{url}/billing/usage")
+    assert re.match(rf"{re.escape(url)}/login\?next=", page.url)
+    context.close()
+
+
+def test_a_form_post_without_its_csrf_token_is_refused(
+    server: tuple[str, Container, str], browser: Any
+) -> None:
+    url, c, _ = server
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, url)
+    page.wait_for_url(f"{url}/billing/usage")
+    before = c.limits.get("acme").limits
+    refused = page.request.post(
+        f"{url}/billing/spending-limits", form={"enabled": "on", "daily_cap": "1.00"}
+    )
+    assert refused.status == 403
+    forged = page.request.post(
+        f"{url}/billing/spending-limits",
+        form={"enabled": "on", "daily_cap": "1.00", "csrf_token": "forged"},
+    )
+    assert forged.status == 403
+    assert c.limits.get("acme").limits == before
+    context.close()
