@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -53,6 +54,7 @@ class Receiver:
     url: str
     requests: list[tuple[dict[str, str], bytes]]
     statuses: list[int]
+    delays: list[float] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -69,11 +71,14 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 def receiver() -> Iterator[Receiver]:
     got: list[tuple[dict[str, str], bytes]] = []
     statuses: list[int] = []
+    delays: list[float] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            if delays:
+                time.sleep(delays.pop(0))
             self.send_response(statuses.pop(0) if statuses else 200)
             self.end_headers()
 
@@ -82,7 +87,7 @@ def receiver() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield Receiver(f"http://127.0.0.1:{server.server_port}/hook", got, statuses)
+    yield Receiver(f"http://127.0.0.1:{server.server_port}/hook", got, statuses, delays)
     server.shutdown()
 
 
@@ -472,3 +477,60 @@ def test_alerts_crud_and_secret_rotation(api: TestClient) -> None:
     as_viewer = {"Authorization": f"Bearer {viewer['token']}"}
     assert api.get(f"{BASE}/webhook-secret", headers=as_viewer).status_code == 403
     assert api.get(f"{BASE}/alerts", headers=as_viewer).status_code == 200
+
+
+# -- faults: nothing is lost ---------------------------------------------------------------
+def test_smtp_down_then_back_delivers_everything(
+    api: TestClient, wired: Container, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, port = smtp
+    wired.notifications.channels.settings = Settings(smtp_host="127.0.0.1", smtp_port=free_port())
+    credit(api, "1.00")
+    alert(api, threshold="5.00", channels=["email"], recipients={"emails": ["a@acme.test"]})
+    deliver(wired)  # nothing listens there: refused
+    email = notices(api)[0]["deliveries"][0]
+    assert email["status"] == "pending" and email["last_error"].startswith("smtp:")
+    wired.notifications.channels.settings = Settings(smtp_host="127.0.0.1", smtp_port=port)
+    wired.scheduler.advance(30)
+    assert len(inbox.messages) == 1
+    assert notices(api)[0]["deliveries"][0]["status"] == "sent"
+
+
+def test_a_receiver_that_times_out_gets_the_notice_again(
+    api: TestClient,
+    wired: Container,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from usagewatch.adapters import channels
+
+    monkeypatch.setattr(channels, "TIMEOUT_SECONDS", 0.2)
+    receiver.delays.append(1.0)  # the first answer comes after the timeout
+    credit(api, "1.00")
+    alert(api, threshold="5.00", channels=["webhook"], webhook_url=receiver.url)
+    deliver(wired)
+    first = notices(api)[0]["deliveries"][0]
+    assert first["status"] == "pending" and "Timeout" in first["last_error"]
+    wired.scheduler.advance(30)
+    hook = notices(api)[0]["deliveries"][0]
+    assert hook["status"] == "sent"
+    assert [a["outcome"] for a in hook["attempts"]] == ["error", "sent"]
+    # at least once: the receiver saw it twice, with one webhook-id to de-duplicate by
+    ids = [h["webhook-id"] for h, _ in receiver.requests]
+    assert len(ids) == 2 and len(set(ids)) == 1
+
+
+def test_too_many_alerts_are_refused(api: TestClient) -> None:
+    for i in range(50):
+        alert(api, name=f"A{i}", threshold="1.00")
+    response = api.post(
+        f"{BASE}/alerts",
+        json={
+            "name": "one more",
+            "type": "low_balance",
+            "threshold": "1.00",
+            "channels": ["dashboard"],
+        },
+        headers=ADMIN,
+    )
+    assert response.status_code == 422 and response.json()["error"]["code"] == "too_many_alerts"

@@ -75,6 +75,7 @@ CODES: dict[str, str] = {
     "amount_not_positive": "The amount must be greater than zero.",
     "amount_too_precise": "The amount has more than 6 decimal places (finer than a micro-unit).",
     "amount_negative": "A cap or budget cannot be negative (zero: nothing may be spent).",
+    "too_many_alerts": "An account has at most 50 alerts.",
     "invalid_alert_type": "An alert's type is low_balance or usage.",
     "threshold_required": "Give one of threshold and threshold_percent_of_average_monthly_usage.",
     "invalid_threshold_percent": "The percentage is a number above 0 with at most 2 decimals.",

@@ -43,6 +43,7 @@ from usagewatch.service.notifications import Notice
 USAGE_ENTRY_KINDS = frozenset(kind.value for kind in USAGE_KINDS)
 PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 RECIPIENTS_MAX = 20
+ALERTS_PER_ACCOUNT_MAX = 50
 SWEEP_BATCH_MAX = 500
 
 
@@ -248,6 +249,11 @@ class AlertService:
 
         def command(cmd: Command) -> AlertRow:
             alert = self._check(spec, alerts_store.read_settings(cmd.conn, account_id))
+            if len(alerts_store.account_alerts(cmd.conn, account_id)) >= ALERTS_PER_ACCOUNT_MAX:
+                raise Invalid(
+                    "too_many_alerts",
+                    f"an account has at most {ALERTS_PER_ACCOUNT_MAX} alerts; delete one first",
+                )
             alert.account_id = account_id
             alerts_store.insert_alert(cmd.conn, alert)
             self._evaluate(cmd, alert)
