@@ -199,9 +199,11 @@ def add_delivered(conn: Connection, record: UsageRecord, delta: int) -> None:
         "k_campaign_id": record.campaign_id or "",
         "delta": delta,
     }
-    for update in _DELIVERED_UPDATES:
-        done = conn.execute(update, params)
-        assert done.rowcount == 1, "a usage record without its rollup rows"
+    if conn.dialect.name == "postgresql":  # one round trip
+        counts = tuple(conn.execute(_delivered_updates_pg, params).one())
+    else:
+        counts = tuple(conn.execute(update, params).rowcount for update in _DELIVERED_UPDATES)
+    assert counts == (1, 1, 1), "a usage record without its rollup rows"
 
 
 def add_rollups(
@@ -309,6 +311,23 @@ def _delivered_update(table: sa.Table) -> Any:
 
 
 _DELIVERED_UPDATES = tuple(_delivered_update(t) for t in _ROLLUP_TABLES)
+
+
+def _delivered_update_pg_part(table: sa.Table) -> str:
+    keys = " AND ".join(f"{c.name} = :k_{c.name}" for c in table.primary_key.columns)
+    return (
+        f"{table.name}_done AS (UPDATE {table.name} SET delivered = delivered + :delta"
+        f" WHERE {keys} RETURNING 1)"
+    )
+
+
+# PostgreSQL: the three delivered updates in one statement; answers the rows each changed.
+_delivered_updates_pg = sa.text(
+    "WITH {parts} SELECT {counts}".format(
+        parts=", ".join(_delivered_update_pg_part(t) for t in _ROLLUP_TABLES),
+        counts=", ".join(f"(SELECT count(*) FROM {t.name}_done)" for t in _ROLLUP_TABLES),
+    )
+)
 
 
 def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
