@@ -58,12 +58,19 @@ class Period:
 
     def split(self) -> tuple[tuple[str, str] | None, list[Period]]:
         """The period as its whole calendar months ('YYYY-MM' first and last, or None) and
-        the days outside them (at most two periods: the partial first and last months)."""
+        the rest as at most two periods, each inside one month (the partial first and last
+        months)."""
         start = self.first if self.first.day == 1 else _next_month(self.first)
         after = self.last + timedelta(days=1)
         end = after if after.day == 1 else after.replace(day=1)  # exclusive
-        if start >= end:
-            return None, [self]
+        if start >= end:  # no whole month: part of one month, or the ends of two
+            if self.first.replace(day=1) == self.last.replace(day=1):
+                return None, [self]
+            last_month = self.last.replace(day=1)
+            return None, [
+                Period(self.first, last_month - timedelta(days=1)),
+                Period(last_month, self.last),
+            ]
         days = []
         if self.first < start:
             days.append(Period(self.first, start - timedelta(days=1)))
@@ -223,24 +230,45 @@ _SUM_NAMES = ("records", "quantity", "duration_seconds", "cost_micros", "deliver
 
 
 def _rollup_rows(account_id: str, period: Period, *names: str) -> sa.Subquery:
-    """The rollup rows that make up the period (columns `names` and the five sums): monthly
-    rows for its whole months, daily rows for the rest. Summing them over any of `names`
-    gives what summing the daily rows of the period would."""
-    months, day_periods = period.split()
-    parts: list[sa.Select] = [  # type: ignore[type-arg]
-        sa.select(*(d[n] for n in names + _SUM_NAMES)).where(
-            d.account_id == account_id,
-            d.local_date >= days.first.isoformat(),
-            d.local_date <= days.last.isoformat(),
-        )
-        for days in day_periods
-    ]
-    if months is not None:
+    """Rollup rows (columns `names` and the five sums, some negated) whose sums over any of
+    `names` equal the sums of the period's daily rollup rows: monthly rows for its whole
+    months; for a partial month, its daily rows, or when it covers more than half the month,
+    the month's monthly rows less the daily rows of the days it leaves out. So a period
+    reads at most about a month's daily rows in all, and a year to today a few days'.
+    A group of the result with records 0 had no usage in the period."""
+    months, partial = period.split()
+    parts: list[sa.Select] = []  # type: ignore[type-arg]
+
+    def days(first: date, last: date, sign: int) -> None:
+        if first <= last:
+            sums = (d[n] if sign > 0 else (-d[n]).label(n) for n in _SUM_NAMES)
+            parts.append(
+                sa.select(*(d[n] for n in names), *sums).where(
+                    d.account_id == account_id,
+                    d.local_date >= first.isoformat(),
+                    d.local_date <= last.isoformat(),
+                )
+            )
+
+    def whole(first_month: str, last_month: str) -> None:
         parts.append(
             sa.select(*(mo[n] for n in names + _SUM_NAMES)).where(
-                mo.account_id == account_id, mo.month >= months[0], mo.month <= months[1]
+                mo.account_id == account_id, mo.month >= first_month, mo.month <= last_month
             )
         )
+
+    if months is not None:
+        whole(*months)
+    for piece in partial:
+        month_first = piece.first.replace(day=1)
+        month_last = _next_month(month_first) - timedelta(days=1)
+        if 2 * piece.days <= month_last.day:
+            days(piece.first, piece.last, +1)
+        else:
+            month = month_first.isoformat()[:7]
+            whole(month, month)
+            days(month_first, piece.first - timedelta(days=1), -1)
+            days(piece.last + timedelta(days=1), month_last, -1)
     return (parts[0] if len(parts) == 1 else sa.union_all(*parts)).subquery("rollups")
 
 
@@ -332,6 +360,7 @@ def top_consumers(
         )
         .where(rows.consumer != "")
         .group_by(rows.consumer)
+        .having(sa.func.sum(rows.records) > 0)
         .order_by(sa.desc("cost"), rows.consumer)
         .limit(limit)
     )
@@ -343,9 +372,11 @@ def top_consumers(
 
 def breakdown(conn: Connection, info: AccountInfo, period: Period) -> ServiceBreakdown:
     rows = _rollup_rows(info.id, period, "service", "sub_type").c
-    by_sub_type = sa.select(
-        rows.service, rows.sub_type, *(sa.func.sum(rows[n]) for n in _SUM_NAMES)
-    ).group_by(rows.service, rows.sub_type)
+    by_sub_type = (
+        sa.select(rows.service, rows.sub_type, *(sa.func.sum(rows[n]) for n in _SUM_NAMES))
+        .group_by(rows.service, rows.sub_type)
+        .having(sa.func.sum(rows.records) > 0)
+    )
     # (records, quantity, duration_seconds, cost_micros, delivered) per (service, sub_type)
     sums: dict[tuple[str, str], tuple[int, ...]] = {
         (service, sub_type): tuple(int(v) for v in values)
