@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import ADMIN_TOKEN
 from tests.test_cli import _env
-from usagewatch.adapters.db.schema import usage_rollups
+from usagewatch.adapters.db.schema import usage_rollups_day_service
 from usagewatch.bootstrap import Container
 from usagewatch.cli import app
 from usagewatch.domain.clock import format_instant
@@ -187,11 +187,12 @@ def test_reconcile_command(container: Container, database_url: str, tmp_path: Pa
         env=env,
     )  # fmt: skip
     assert exported.exit_code == 0, exported.output and xlsx.stat().st_size > 0
-    with container.db.engine.begin() as conn:  # a rollup that no longer matches
+    with container.db.engine.begin() as conn:  # a rollup the daily report reads, tampered
+        rollups = usage_rollups_day_service
         conn.execute(
-            sa.update(usage_rollups)
-            .where(usage_rollups.c.account_id == "acme", usage_rollups.c.cost_micros > 0)
-            .values(cost_micros=usage_rollups.c.cost_micros + 1)
+            sa.update(rollups)
+            .where(rollups.c.account_id == "acme", rollups.c.cost_micros > 0)
+            .values(cost_micros=rollups.c.cost_micros + 1)
         )
     bad = runner.invoke(app, ["reconcile", *args, "--database-url", database_url], env=env)
     assert bad.exit_code == 1, bad.output

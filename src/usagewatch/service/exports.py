@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.db.engine import Database
-from usagewatch.adapters.db.schema import usage_records, usage_rollups
+from usagewatch.adapters.db.schema import usage_records, usage_rollups_day_service
 from usagewatch.domain.clock import Clock
 from usagewatch.domain.errors import Invalid
 from usagewatch.domain.money import MICROS_PER_UNIT
@@ -123,7 +123,7 @@ def record_rows(
 
 def expected_rows(conn: Connection, account_id: str, period: Period, service: str | None) -> int:
     """How many rows the export will have, from the rollups (for progress bars)."""
-    r = usage_rollups.c
+    r = usage_rollups_day_service.c
     query = sa.select(sa.func.coalesce(sa.func.sum(r.records), 0)).where(
         r.account_id == account_id,
         r.local_date >= period.first.isoformat(),

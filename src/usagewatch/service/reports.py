@@ -1,6 +1,11 @@
-"""Usage reports, read from the daily rollups (never the raw records), in the account's time
-zone and currency: daily usage per service, the per-service breakdown of the brief's "Usage
-by Service Type" table, top consumers and the month-over-month trend.
+"""Usage reports, read from the rollups (never the raw records), in the account's time zone
+and currency: daily usage per service, the per-service breakdown of the brief's "Usage by
+Service Type" table, top consumers and the month-over-month trend.
+
+Which rollups: the daily chart, the trend and export row counts read the per-day-and-service
+rollups (a row per day and service); the breakdown and top consumers compose the period from
+whole months (monthly rollups) and the days of its partial first and last months (daily
+rollups), so a year reads about 13 months' rows instead of 365 days'.
 
 Periods are account-local calendar dates, both inclusive. Ratios (average duration, delivery
 rate, change in percent) are exact decimals rounded half-even to 2 places; money stays in
@@ -20,7 +25,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.db.engine import Database
-from usagewatch.adapters.db.schema import SERVICES, accounts, subscriptions, usage_rollups
+from usagewatch.adapters.db.schema import (
+    SERVICES,
+    accounts,
+    subscriptions,
+    usage_rollups,
+    usage_rollups_day_service,
+    usage_rollups_monthly,
+)
 from usagewatch.domain.clock import Clock, local_date, to_micros
 from usagewatch.domain.errors import Invalid, NotFound
 
@@ -43,6 +55,28 @@ class Period:
 
     def dates(self) -> list[str]:
         return [(self.first + timedelta(days=i)).isoformat() for i in range(self.days)]
+
+    def split(self) -> tuple[tuple[str, str] | None, list[Period]]:
+        """The period as its whole calendar months ('YYYY-MM' first and last, or None) and
+        the rest as at most two periods, each inside one month (the partial first and last
+        months)."""
+        start = self.first if self.first.day == 1 else _next_month(self.first)
+        after = self.last + timedelta(days=1)
+        end = after if after.day == 1 else after.replace(day=1)  # exclusive
+        if start >= end:  # no whole month: part of one month, or the ends of two
+            if self.first.replace(day=1) == self.last.replace(day=1):
+                return None, [self]
+            last_month = self.last.replace(day=1)
+            return None, [
+                Period(self.first, last_month - timedelta(days=1)),
+                Period(last_month, self.last),
+            ]
+        days = []
+        if self.first < start:
+            days.append(Period(self.first, start - timedelta(days=1)))
+        if end <= self.last:
+            days.append(Period(end, self.last))
+        return (start.isoformat()[:7], (end - timedelta(days=1)).isoformat()[:7]), days
 
 
 def parse_date(value: str | None, field_name: str) -> date:
@@ -169,49 +203,73 @@ class AccountInfo:
     timezone: str
 
 
-r = usage_rollups.c
-_in_period = sa.and_(
-    r.account_id == sa.bindparam("account"),
-    r.local_date >= sa.bindparam("first"),
-    r.local_date <= sa.bindparam("last"),
-)
+def _next_month(day: date) -> date:
+    return date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
+
+
+d, mo, ds = usage_rollups.c, usage_rollups_monthly.c, usage_rollups_day_service.c
 _daily = (
-    sa.select(
-        r.local_date,
-        r.service,
-        sa.func.sum(r.records),
-        sa.func.sum(r.quantity),
-        sa.func.sum(r.cost_micros),
+    sa.select(ds.local_date, ds.service, ds.records, ds.quantity, ds.cost_micros)
+    .where(
+        ds.account_id == sa.bindparam("account"),
+        ds.local_date >= sa.bindparam("first"),
+        ds.local_date <= sa.bindparam("last"),
     )
-    .where(_in_period)
-    .group_by(r.local_date, r.service)
-    .order_by(r.local_date, r.service)
-)
-_by_sub_type = (
-    sa.select(
-        r.service,
-        r.sub_type,
-        sa.func.sum(r.records),
-        sa.func.sum(r.quantity),
-        sa.func.sum(r.duration_seconds),
-        sa.func.sum(r.cost_micros),
-        sa.func.sum(r.delivered),
-    )
-    .where(_in_period)
-    .group_by(r.service, r.sub_type)
-)
-_top = (
-    sa.select(r.consumer, sa.func.sum(r.records), sa.func.sum(r.cost_micros).label("cost"))
-    .where(_in_period, r.consumer != "")
-    .group_by(r.consumer)
-    .order_by(sa.desc("cost"), r.consumer)
-    .limit(sa.bindparam("limit"))
+    .order_by(ds.local_date, ds.service)
 )
 _monthly = (
-    sa.select(sa.func.substr(r.local_date, 1, 7).label("month"), sa.func.sum(r.cost_micros))
-    .where(_in_period)
+    sa.select(sa.func.substr(ds.local_date, 1, 7).label("month"), sa.func.sum(ds.cost_micros))
+    .where(
+        ds.account_id == sa.bindparam("account"),
+        ds.local_date >= sa.bindparam("first"),
+        ds.local_date <= sa.bindparam("last"),
+    )
     .group_by("month")
 )
+_SUM_NAMES = ("records", "quantity", "duration_seconds", "cost_micros", "delivered")
+
+
+def _rollup_rows(account_id: str, period: Period, *names: str) -> sa.Subquery:
+    """Rollup rows (columns `names` and the five sums, some negated) whose sums over any of
+    `names` equal the sums of the period's daily rollup rows: monthly rows for its whole
+    months; for a partial month, its daily rows, or when it covers more than half the month,
+    the month's monthly rows less the daily rows of the days it leaves out. So a period
+    reads at most about a month's daily rows in all, and a year to today a few days'.
+    A group of the result with records 0 had no usage in the period."""
+    months, partial = period.split()
+    parts: list[sa.Select] = []  # type: ignore[type-arg]
+
+    def days(first: date, last: date, sign: int) -> None:
+        if first <= last:
+            sums = (d[n] if sign > 0 else (-d[n]).label(n) for n in _SUM_NAMES)
+            parts.append(
+                sa.select(*(d[n] for n in names), *sums).where(
+                    d.account_id == account_id,
+                    d.local_date >= first.isoformat(),
+                    d.local_date <= last.isoformat(),
+                )
+            )
+
+    def whole(first_month: str, last_month: str) -> None:
+        parts.append(
+            sa.select(*(mo[n] for n in names + _SUM_NAMES)).where(
+                mo.account_id == account_id, mo.month >= first_month, mo.month <= last_month
+            )
+        )
+
+    if months is not None:
+        whole(*months)
+    for piece in partial:
+        month_first = piece.first.replace(day=1)
+        month_last = _next_month(month_first) - timedelta(days=1)
+        if 2 * piece.days <= month_last.day:
+            days(piece.first, piece.last, +1)
+        else:
+            month = month_first.isoformat()[:7]
+            whole(month, month)
+            days(month_first, piece.first - timedelta(days=1), -1)
+            days(piece.last + timedelta(days=1), month_last, -1)
+    return (parts[0] if len(parts) == 1 else sa.union_all(*parts)).subquery("rollups")
 
 
 class ReportService:
@@ -280,7 +338,7 @@ def account_info(conn: Connection, account_id: str) -> AccountInfo:
 def daily_rows(
     conn: Connection, account_id: str, period: Period, service: str | None
 ) -> list[DailyRow]:
-    query = _daily if service is None else _daily.where(r.service == service)
+    query = _daily if service is None else _daily.where(ds.service == service)
     params = {
         "account": account_id,
         "first": period.first.isoformat(),
@@ -295,27 +353,34 @@ def daily_rows(
 def top_consumers(
     conn: Connection, account_id: str, period: Period, limit: int
 ) -> list[ConsumerRow]:
-    params = {
-        "account": account_id,
-        "first": period.first.isoformat(),
-        "last": period.last.isoformat(),
-        "limit": limit,
-    }
+    rows = _rollup_rows(account_id, period, "consumer").c
+    query = (
+        sa.select(
+            rows.consumer, sa.func.sum(rows.records), sa.func.sum(rows.cost_micros).label("cost")
+        )
+        .where(rows.consumer != "")
+        .group_by(rows.consumer)
+        .having(sa.func.sum(rows.records) > 0)
+        .order_by(sa.desc("cost"), rows.consumer)
+        .limit(limit)
+    )
     return [
         ConsumerRow(consumer, int(records), int(cost))
-        for consumer, records, cost in conn.execute(_top, params)
+        for consumer, records, cost in conn.execute(query)
     ]
 
 
 def breakdown(conn: Connection, info: AccountInfo, period: Period) -> ServiceBreakdown:
-    params = {
-        "account": info.id,
-        "first": period.first.isoformat(),
-        "last": period.last.isoformat(),
-    }
+    rows = _rollup_rows(info.id, period, "service", "sub_type").c
+    by_sub_type = (
+        sa.select(rows.service, rows.sub_type, *(sa.func.sum(rows[n]) for n in _SUM_NAMES))
+        .group_by(rows.service, rows.sub_type)
+        .having(sa.func.sum(rows.records) > 0)
+    )
+    # (records, quantity, duration_seconds, cost_micros, delivered) per (service, sub_type)
     sums: dict[tuple[str, str], tuple[int, ...]] = {
         (service, sub_type): tuple(int(v) for v in values)
-        for service, sub_type, *values in conn.execute(_by_sub_type, params)
+        for service, sub_type, *values in conn.execute(by_sub_type)
     }
 
     def of(service: str, sub_types: tuple[str, ...] | None = None) -> tuple[int, ...]:

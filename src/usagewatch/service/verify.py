@@ -1,5 +1,6 @@
 """`usagewatch verify`: recompute every cached figure from the journal (balances, lots, day
-totals) and every usage rollup from the usage records, and list the differences."""
+totals) and every usage rollup (daily, monthly, per day and service) from the usage records,
+and list the differences."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from usagewatch.adapters.db.schema import (
     payments,
     usage_records,
     usage_rollups,
+    usage_rollups_day_service,
+    usage_rollups_monthly,
 )
 from usagewatch.domain.ledger import USAGE_KINDS
 
@@ -246,49 +249,76 @@ def _campaign_problems(conn: sa.Connection, account_id: str | None) -> list[str]
 
 
 def _rollup_problems(conn: sa.Connection, account_id: str | None) -> list[str]:
-    """Every daily rollup equals a recomputation from the usage records."""
-    u, r = usage_records, usage_rollups
-    group = (
-        u.c.account_id,
-        u.c.local_date,
-        u.c.service,
-        u.c.sub_type,
-        sa.func.coalesce(u.c.consumer, ""),
-        sa.func.coalesce(u.c.campaign_id, ""),
-    )
+    """Every rollup, at each of its three grains, equals a recomputation from the usage
+    records."""
+    u = usage_records.c
+    month = sa.func.substr(u.local_date, 1, 7)
+    consumer, campaign = sa.func.coalesce(u.consumer, ""), sa.func.coalesce(u.campaign_id, "")
+    return [
+        *_grain_problems(
+            conn,
+            account_id,
+            "rollup",
+            usage_rollups,
+            (u.local_date, u.service, u.sub_type, consumer, campaign),
+        ),
+        *_grain_problems(
+            conn,
+            account_id,
+            "monthly rollup",
+            usage_rollups_monthly,
+            (month, u.service, u.sub_type, consumer, campaign),
+        ),
+        *_grain_problems(
+            conn,
+            account_id,
+            "day-and-service rollup",
+            usage_rollups_day_service,
+            (u.local_date, u.service),
+        ),
+    ]
+
+
+def _grain_problems(
+    conn: sa.Connection,
+    account_id: str | None,
+    label: str,
+    table: sa.Table,
+    group: tuple[sa.ColumnElement[str], ...],
+) -> list[str]:
+    """The rows of one rollup table against the usage records grouped by `group` (the
+    expressions on the records for the table's key after the account)."""
+    u, r = usage_records.c, table.c
+    keys = list(table.primary_key.columns)  # account_id first, then `group`'s columns
     query = (
         sa.select(
+            u.account_id,
             *group,
             sa.func.count(),
-            sa.func.sum(u.c.quantity),
-            sa.func.sum(sa.func.coalesce(u.c.duration_seconds, 0)),
-            sa.func.sum(u.c.price_micros),
-            sa.func.sum(sa.case((u.c.status == "delivered", 1), else_=0)),
+            sa.func.sum(u.quantity),
+            sa.func.sum(sa.func.coalesce(u.duration_seconds, 0)),
+            sa.func.sum(u.price_micros),
+            sa.func.sum(sa.case((u.status == "delivered", 1), else_=0)),
         )
-        .where(u.c.status != "in-progress")
-        .group_by(*group)
-    )  # calls roll up when they end
+        .where(u.status != "in-progress")  # calls roll up when they end
+        .group_by(u.account_id, *group)
+    )
     rollup_query = sa.select(
-        r.c.account_id,
-        r.c.local_date,
-        r.c.service,
-        r.c.sub_type,
-        r.c.consumer,
-        r.c.campaign_id,
-        r.c.records,
-        r.c.quantity,
-        r.c.duration_seconds,
-        r.c.cost_micros,
-        r.c.delivered,
+        *keys, r.records, r.quantity, r.duration_seconds, r.cost_micros, r.delivered
     )
     if account_id is not None:
-        query = query.where(u.c.account_id == account_id)
-        rollup_query = rollup_query.where(r.c.account_id == account_id)
-    expected = {tuple(row[:6]): tuple(int(v) for v in row[6:]) for row in conn.execute(query)}
-    cached = {tuple(row[:6]): tuple(int(v) for v in row[6:]) for row in conn.execute(rollup_query)}
+        query = query.where(u.account_id == account_id)
+        rollup_query = rollup_query.where(r.account_id == account_id)
+    width = len(keys)
+    expected = {
+        tuple(row[:width]): tuple(int(v) for v in row[width:]) for row in conn.execute(query)
+    }
+    cached = {
+        tuple(row[:width]): tuple(int(v) for v in row[width:]) for row in conn.execute(rollup_query)
+    }
     zero = (0, 0, 0, 0, 0)
     return [
-        f"account {key[0]}: rollup {'/'.join(str(k) for k in key[1:] if k)} cached "
+        f"account {key[0]}: {label} {'/'.join(str(k) for k in key[1:] if k)} cached "
         f"(records, quantity, seconds, cost, delivered) {cached.get(key, zero)} "
         f"but usage records say {expected.get(key, zero)}"
         for key in sorted(set(expected) | set(cached))

@@ -32,6 +32,14 @@ def upgrade(db: Database) -> None:
         command.upgrade(config, "head")
 
 
+def downgrade(db: Database, revision: str) -> None:
+    """Take the database back to `revision` (for tests of data migrations)."""
+    config = _config()
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
 

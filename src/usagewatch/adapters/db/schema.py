@@ -293,6 +293,53 @@ usage_rollups = sa.Table(
     ),
 )
 
+# Two coarser projections of the daily rollups, written in the same statements' transaction
+# whenever a daily row is (usage_store), so year-long reports read a few thousand rows:
+# - per account-local month ('YYYY-MM') with every daily dimension: service breakdown and
+#   top consumers over whole months;
+# - per local date and service only: the daily chart, the trend and export row counts.
+_ROLLUP_SUMS_CHECK = (
+    "records >= 0 AND quantity >= 0 AND duration_seconds >= 0 AND cost_micros >= 0"
+    " AND delivered >= 0 AND delivered <= records"
+)
+
+
+def _rollup_sums() -> list[sa.Column[int]]:
+    return [
+        sa.Column("records", sa.BigInteger, nullable=False),
+        sa.Column("quantity", sa.BigInteger, nullable=False),
+        sa.Column("duration_seconds", sa.BigInteger, nullable=False),
+        sa.Column("cost_micros", sa.BigInteger, nullable=False),
+        sa.Column("delivered", sa.BigInteger, nullable=False),
+    ]
+
+
+usage_rollups_monthly = sa.Table(
+    "usage_rollups_monthly",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("service", sa.String(16), primary_key=True),
+    sa.Column("sub_type", sa.String(32), primary_key=True),
+    sa.Column("consumer", sa.String(128), primary_key=True),
+    sa.Column("campaign_id", sa.String(64), primary_key=True),
+    *_rollup_sums(),
+    sa.CheckConstraint(_in("service", SERVICES), name="service"),
+    sa.CheckConstraint("length(month) = 7", name="month"),
+    sa.CheckConstraint(_ROLLUP_SUMS_CHECK, name="not_negative"),
+)
+
+usage_rollups_day_service = sa.Table(
+    "usage_rollups_day_service",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("local_date", sa.String(10), primary_key=True),
+    sa.Column("service", sa.String(16), primary_key=True),
+    *_rollup_sums(),
+    sa.CheckConstraint(_in("service", SERVICES), name="service"),
+    sa.CheckConstraint(_ROLLUP_SUMS_CHECK, name="not_negative"),
+)
+
 # Monthly subscriptions: virtual-number rentals and contact-center agent seats. Each is
 # charged when it starts and at the start of every account-local month while active; the
 # month's charge is a usage record whose natural id names the month, so it happens once.

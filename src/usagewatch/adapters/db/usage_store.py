@@ -1,5 +1,10 @@
-"""SQL for rate cards, usage records and daily rollups. Functions take the transaction's
-connection; the usage service runs them inside the ledger command that charges the usage."""
+"""SQL for rate cards, usage records and rollups. Functions take the transaction's
+connection; the usage service runs them inside the ledger command that charges the usage.
+
+Rollups come in three grains, always written together, in the same transaction: daily
+(`usage_rollups`, every dimension), monthly (`usage_rollups_monthly`, every dimension but
+the day) and per day and service (`usage_rollups_day_service`). Every write to the daily
+rollups goes through this module so the other two follow it."""
 
 from __future__ import annotations
 
@@ -13,7 +18,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from usagewatch.adapters.db.schema import rate_cards, usage_records, usage_rollups
+from usagewatch.adapters.db.schema import (
+    rate_cards,
+    usage_records,
+    usage_rollups,
+    usage_rollups_day_service,
+    usage_rollups_monthly,
+)
 
 # -- rate cards ---------------------------------------------------------------------------
 _read_overrides = sa.select(rate_cards.c.overrides_json).where(
@@ -110,32 +121,39 @@ def insert_record(conn: Connection, record: UsageRecord) -> int:
 def insert_record_once(conn: Connection, record: UsageRecord) -> bool:
     """Insert a usage record and add it to its day's rollup row (one record, its quantity,
     duration and price), unless the account already has its natural id: then nothing is
-    written and False is returned. PostgreSQL does it all in one round trip."""
+    written and False is returned. PostgreSQL does it all (the three rollup grains included)
+    in one round trip; SQLite in four statements."""
     values = {name: getattr(record, name) for name in _RECORD_NAMES}
     if conn.dialect.name == "postgresql":
         values["consumer_key"] = record.consumer or ""
         values["campaign_key"] = record.campaign_id or ""
         values["duration_sum"] = record.duration_seconds or 0
+        values["month"] = record.local_date[:7]
         new_id = conn.execute(_insert_record_once_pg, values).scalar()
     else:
         new_id = conn.execute(_insert_record_once_sqlite, values).scalar()
         if new_id is not None:
-            conn.execute(
-                _ROLLUP_UPSERT["sqlite"],
-                {
-                    "account_id": record.account_id,
-                    "local_date": record.local_date,
-                    "service": record.service,
-                    "sub_type": record.sub_type,
-                    "consumer": record.consumer or "",
-                    "campaign_id": record.campaign_id or "",
-                    "records": 1,
-                    "quantity": record.quantity,
-                    "duration_seconds": record.duration_seconds or 0,
-                    "cost_micros": record.price_micros,
-                    "delivered": 0,
-                },
-            )
+            daily = {
+                "account_id": record.account_id,
+                "local_date": record.local_date,
+                "service": record.service,
+                "sub_type": record.sub_type,
+                "consumer": record.consumer or "",
+                "campaign_id": record.campaign_id or "",
+                "records": 1,
+                "quantity": record.quantity,
+                "duration_seconds": record.duration_seconds or 0,
+                "cost_micros": record.price_micros,
+                "delivered": 0,
+            }
+            upsert_daily, upsert_monthly, upsert_day_service = _UPSERTS["sqlite"]
+            conn.execute(upsert_daily, daily)
+            monthly = dict(daily, month=record.local_date[:7])
+            del monthly["local_date"]
+            conn.execute(upsert_monthly, monthly)
+            day_service = dict(daily)
+            del day_service["sub_type"], day_service["consumer"], day_service["campaign_id"]
+            conn.execute(upsert_day_service, day_service)
     if new_id is None:
         return False
     record.id = int(new_id)
@@ -170,31 +188,35 @@ def add_to_rollup(
 
 
 def add_delivered(conn: Connection, record: UsageRecord, delta: int) -> None:
-    """Move the rollup's delivered count (the row exists: the record was rolled up)."""
-    r = usage_rollups.c
-    done = conn.execute(
-        usage_rollups.update()
-        .where(
-            r.account_id == record.account_id,
-            r.local_date == record.local_date,
-            r.service == record.service,
-            r.sub_type == record.sub_type,
-            r.consumer == (record.consumer or ""),
-            r.campaign_id == (record.campaign_id or ""),
-        )
-        .values(delivered=r.delivered + delta)
-    )
-    assert done.rowcount == 1, "a usage record without its rollup row"
+    """Move the rollups' delivered count (the rows exist: the record was rolled up)."""
+    params = {
+        "k_account_id": record.account_id,
+        "k_local_date": record.local_date,
+        "k_month": record.local_date[:7],
+        "k_service": record.service,
+        "k_sub_type": record.sub_type,
+        "k_consumer": record.consumer or "",
+        "k_campaign_id": record.campaign_id or "",
+        "delta": delta,
+    }
+    if conn.dialect.name == "postgresql":  # one round trip
+        counts = tuple(conn.execute(_delivered_updates_pg, params).one())
+    else:
+        counts = tuple(conn.execute(update, params).rowcount for update in _DELIVERED_UPDATES)
+    assert counts == (1, 1, 1), "a usage record without its rollup rows"
 
 
 def add_rollups(
     conn: Connection, account_id: str, groups: dict[tuple[str, ...], list[int]]
 ) -> None:
     """Add to rollup rows: {(date, service, sub_type, consumer, campaign): [records,
-    quantity, duration_seconds, cost_micros]} (one prebuilt upsert, executemany)."""
-    conn.execute(
-        _ROLLUP_UPSERT[conn.dialect.name],
-        [
+    quantity, duration_seconds, cost_micros]}, at the three grains (one prebuilt upsert
+    per grain, executemany; the coarser grains summed here first)."""
+    daily: list[dict[str, Any]] = []
+    monthly: dict[tuple[str, ...], list[int]] = {}
+    day_service: dict[tuple[str, ...], list[int]] = {}
+    for (day, service, sub_type, consumer, campaign), sums in groups.items():
+        daily.append(
             {
                 "account_id": account_id,
                 "local_date": day,
@@ -208,34 +230,104 @@ def add_rollups(
                 "cost_micros": sums[3],
                 "delivered": 0,
             }
-            for (day, service, sub_type, consumer, campaign), sums in groups.items()
+        )
+        for coarse, key in (
+            (monthly, (day[:7], service, sub_type, consumer, campaign)),
+            (day_service, (day, service)),
+        ):
+            total = coarse.setdefault(key, [0, 0, 0, 0])
+            for i in range(4):
+                total[i] += sums[i]
+    if not daily:
+        return
+    upsert_daily, upsert_monthly, upsert_day_service = _UPSERTS[conn.dialect.name]
+    conn.execute(upsert_daily, daily)
+    conn.execute(
+        upsert_monthly,
+        [
+            {
+                "account_id": account_id,
+                "month": month,
+                "service": service,
+                "sub_type": sub_type,
+                "consumer": consumer,
+                "campaign_id": campaign,
+                **_sums(sums),
+            }
+            for (month, service, sub_type, consumer, campaign), sums in monthly.items()
+        ],
+    )
+    conn.execute(
+        upsert_day_service,
+        [
+            {"account_id": account_id, "local_date": day, "service": service, **_sums(sums)}
+            for (day, service), sums in day_service.items()
         ],
     )
 
 
-def _rollup_upsert(insert: Any) -> Any:
-    stmt = insert(usage_rollups)
-    r = usage_rollups.c
+def _sums(sums: list[int]) -> dict[str, int]:
+    return {
+        "records": sums[0],
+        "quantity": sums[1],
+        "duration_seconds": sums[2],
+        "cost_micros": sums[3],
+        "delivered": 0,
+    }
+
+
+def _rollup_upsert(insert: Any, table: sa.Table) -> Any:
+    """INSERT … ON CONFLICT (the primary key) DO UPDATE adding the sums (not delivered:
+    new usage is never delivered yet)."""
+    stmt = insert(table)
+    c = table.c
     return stmt.on_conflict_do_update(
-        index_elements=[
-            r.account_id,
-            r.local_date,
-            r.service,
-            r.sub_type,
-            r.consumer,
-            r.campaign_id,
-        ],
+        index_elements=list(table.primary_key.columns),
         set_={
-            "records": r.records + stmt.excluded.records,
-            "quantity": r.quantity + stmt.excluded.quantity,
-            "duration_seconds": r.duration_seconds + stmt.excluded.duration_seconds,
-            "cost_micros": r.cost_micros + stmt.excluded.cost_micros,
+            "records": c.records + stmt.excluded.records,
+            "quantity": c.quantity + stmt.excluded.quantity,
+            "duration_seconds": c.duration_seconds + stmt.excluded.duration_seconds,
+            "cost_micros": c.cost_micros + stmt.excluded.cost_micros,
         },
     )
 
 
+_ROLLUP_TABLES = (usage_rollups, usage_rollups_monthly, usage_rollups_day_service)
 # Built once: a statement built per call costs more Python time than running it.
-_ROLLUP_UPSERT = {"postgresql": _rollup_upsert(pg_insert), "sqlite": _rollup_upsert(sqlite_insert)}
+# Per dialect: the (daily, monthly, day-and-service) upserts.
+_UPSERTS = {
+    "postgresql": tuple(_rollup_upsert(pg_insert, t) for t in _ROLLUP_TABLES),
+    "sqlite": tuple(_rollup_upsert(sqlite_insert, t) for t in _ROLLUP_TABLES),
+}
+
+
+def _delivered_update(table: sa.Table) -> Any:
+    c = table.c
+    return (
+        table.update()
+        .where(*(col == sa.bindparam(f"k_{col.name}") for col in table.primary_key.columns))
+        .values(delivered=c.delivered + sa.bindparam("delta"))
+    )
+
+
+_DELIVERED_UPDATES = tuple(_delivered_update(t) for t in _ROLLUP_TABLES)
+
+
+def _delivered_update_pg_part(table: sa.Table) -> str:
+    keys = " AND ".join(f"{c.name} = :k_{c.name}" for c in table.primary_key.columns)
+    return (
+        f"{table.name}_done AS (UPDATE {table.name} SET delivered = delivered + :delta"
+        f" WHERE {keys} RETURNING 1)"
+    )
+
+
+# PostgreSQL: the three delivered updates in one statement; answers the rows each changed.
+_delivered_updates_pg = sa.text(
+    "WITH {parts} SELECT {counts}".format(
+        parts=", ".join(_delivered_update_pg_part(t) for t in _ROLLUP_TABLES),
+        counts=", ".join(f"(SELECT count(*) FROM {t.name}_done)" for t in _ROLLUP_TABLES),
+    )
+)
 
 
 def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -315,8 +407,8 @@ _insert_record_once_sqlite = (
     .returning(usage_records.c.id)
 )
 
-# PostgreSQL: the record insert and its rollup upsert in one statement; the rollup row is
-# only touched when the record was inserted. Returns the new record's id, or no row.
+# PostgreSQL: the record insert and its three rollup upserts in one statement; the rollup
+# rows are only touched when the record was inserted. Returns the new record's id, or no row.
 _insert_record_once_pg = sa.text(
     """
     WITH record AS (
@@ -334,6 +426,30 @@ _insert_record_once_pg = sa.text(
             quantity = usage_rollups.quantity + EXCLUDED.quantity,
             duration_seconds = usage_rollups.duration_seconds + EXCLUDED.duration_seconds,
             cost_micros = usage_rollups.cost_micros + EXCLUDED.cost_micros
+    ), monthly AS (
+        INSERT INTO usage_rollups_monthly (account_id, month, service, sub_type, consumer,
+            campaign_id, records, quantity, duration_seconds, cost_micros, delivered)
+        SELECT :account_id, :month, :service, :sub_type, :consumer_key, :campaign_key,
+            1, :quantity, :duration_sum, :price_micros, 0
+        FROM record
+        ON CONFLICT (account_id, month, service, sub_type, consumer, campaign_id)
+        DO UPDATE SET records = usage_rollups_monthly.records + EXCLUDED.records,
+            quantity = usage_rollups_monthly.quantity + EXCLUDED.quantity,
+            duration_seconds = usage_rollups_monthly.duration_seconds
+                + EXCLUDED.duration_seconds,
+            cost_micros = usage_rollups_monthly.cost_micros + EXCLUDED.cost_micros
+    ), day_service AS (
+        INSERT INTO usage_rollups_day_service (account_id, local_date, service,
+            records, quantity, duration_seconds, cost_micros, delivered)
+        SELECT :account_id, :local_date, :service, 1, :quantity, :duration_sum,
+            :price_micros, 0
+        FROM record
+        ON CONFLICT (account_id, local_date, service)
+        DO UPDATE SET records = usage_rollups_day_service.records + EXCLUDED.records,
+            quantity = usage_rollups_day_service.quantity + EXCLUDED.quantity,
+            duration_seconds = usage_rollups_day_service.duration_seconds
+                + EXCLUDED.duration_seconds,
+            cost_micros = usage_rollups_day_service.cost_micros + EXCLUDED.cost_micros
     )
     SELECT id FROM record
     """.format(
