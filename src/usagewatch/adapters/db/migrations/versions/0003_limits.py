@@ -117,8 +117,9 @@ def downgrade() -> None:
     with op.batch_alter_table("holds", schema=None) as batch_op:
         batch_op.drop_index("ix_holds_account_status")
 
-    with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.drop_column("sandbox")
+    # A plain DROP COLUMN (SQLite 3.35+, PostgreSQL): batch mode would rebuild `accounts`,
+    # which every other table references.
+    op.execute("ALTER TABLE accounts DROP COLUMN sandbox")
 
     with op.batch_alter_table("spending_limits", schema=None) as batch_op:
         batch_op.drop_index("ix_spending_limits_monthly_pause")

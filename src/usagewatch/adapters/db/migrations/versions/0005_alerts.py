@@ -165,8 +165,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.drop_column("config_version")
+    # A plain DROP COLUMN (SQLite 3.35+, PostgreSQL): batch mode would rebuild `accounts`,
+    # which every other table references.
+    op.execute("ALTER TABLE accounts DROP COLUMN config_version")
 
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_constraint(
