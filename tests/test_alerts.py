@@ -6,6 +6,8 @@ every attempt is visible; webhook URLs to private networks are refused."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import socket
 import threading
@@ -534,3 +536,23 @@ def test_too_many_alerts_are_refused(api: TestClient) -> None:
         headers=ADMIN,
     )
     assert response.status_code == 422 and response.json()["error"]["code"] == "too_many_alerts"
+
+
+def test_the_monthly_statement_is_emailed_with_its_files(
+    api: TestClient, platform: dict[str, str], wired: Container, smtp: tuple[Inbox, int]
+) -> None:
+    api.put(f"{BASE}/notification-settings", json={"emails": ["books@acme.test"]}, headers=ADMIN)
+    credit(api, "10.00")
+    sms(api, platform, 1, count=3)
+    # 2026-12-01 00:00 Asia/Kolkata is 2026-11-30T18:30Z, 2 days and 14 hours away
+    wired.scheduler.advance(2 * 86_400 + 14 * 3600)
+    statement = [n for n in notices(api) if n["event"] == "monthly_statement"]
+    assert len(statement) == 1 and "2026-11" in statement[0]["message"]
+    deliver(wired)
+    [mail] = [m for m in smtp[0].messages if m.rcpt_tos == ["books@acme.test"]]
+    message = email.message_from_bytes(mail.content, policy=email.policy.default)
+    names = sorted(part.get_filename() for part in message.iter_attachments())
+    assert names == ["usagewatch-acme-2026-11.csv", "usagewatch-acme-2026-11.pdf"]
+    parts = {p.get_filename(): p.get_payload(decode=True) for p in message.iter_attachments()}
+    assert parts["usagewatch-acme-2026-11.pdf"].startswith(b"%PDF")
+    assert parts["usagewatch-acme-2026-11.csv"].count(b"\n") == 4  # header + 3 SMS

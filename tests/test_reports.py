@@ -326,8 +326,6 @@ def _statements(client: TestClient, headers: dict[str, str]) -> list[dict[str, A
 def test_statement_at_the_month_start_once(
     client: TestClient, viewer: dict[str, str], container: Container
 ) -> None:
-    produced: list[str] = []
-    container.statements.on_produced.append(lambda s: produced.append(s.month))
     to_december = int((DECEMBER_IST - container.clock.now()).total_seconds())
     container.scheduler.advance(to_december - 1)
     assert _statements(client, viewer) == []
@@ -335,7 +333,9 @@ def test_statement_at_the_month_start_once(
     [statement] = _statements(client, viewer)
     assert (statement["month"], statement["total"], statement["records"]) == ("2026-11", TOTAL, 8)
     assert statement["created_at"] == "2026-11-30T18:30:00Z"
-    assert produced == ["2026-11"]  # the hook for emailing it (the alerts issue)
+    notes = client.get("/v1/accounts/acme/notifications", headers=viewer).json()["data"]
+    assert [n["event"] for n in notes].count("monthly_statement") == 1
+    assert notes[0]["data"]["statement_id"] == statement["id"]
     csv_file = get(client, f"/statements/{statement['id']}/csv", viewer).content.decode()
     prices = [Decimal(row["price"]) for row in csv.DictReader(io.StringIO(csv_file))]
     assert sum(prices) == Decimal(TOTAL)

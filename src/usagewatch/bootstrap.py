@@ -93,6 +93,7 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
     queries = Queries(db, clock, ledger, limits)
     exports = ExportService(db, clock, queries.balance)
     statements = StatementService(db, clock, exports)
+    statements.public_url = settings.public_url.rstrip("/")
     payments = PaymentService(
         db,
         clock,

@@ -54,13 +54,22 @@ class Channels:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def email(self, to: str, subject: str, text: str) -> str:
+    def email(
+        self,
+        to: str,
+        subject: str,
+        text: str,
+        attachments: list[tuple[str, str, bytes]] | None = None,
+    ) -> str:
         s = self.settings
         if not s.smtp_host:
             raise DeliveryError("smtp not configured (USAGEWATCH_SMTP_HOST)")
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = s.smtp_from, to, subject
         message.set_content(text)
+        for filename, mime, data in attachments or []:
+            main, sub = mime.split("/", 1)
+            message.add_attachment(data, maintype=main, subtype=sub, filename=filename)
         try:
             with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=TIMEOUT_SECONDS) as smtp:
                 if s.smtp_starttls:

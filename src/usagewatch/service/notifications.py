@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.channels import Channels, DeliveryError
@@ -27,6 +28,7 @@ from usagewatch.adapters.db import alerts_store, limits_store
 from usagewatch.adapters.db.alerts_store import AlertRow, SettingsRow
 from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.db.limits_store import NotificationRow
+from usagewatch.adapters.db.schema import statements
 from usagewatch.domain import webhooks
 from usagewatch.domain.clock import Clock, from_micros, to_micros
 
@@ -43,6 +45,7 @@ EVENTS = {
     "low_balance": "Low balance",
     "usage_threshold": "Usage threshold reached",
     "promotional_credit_expiring": "Promotional credit expiring soon",
+    "monthly_statement": "Your monthly usage statement",
     "test": "Test notice",
     "auto_recharge_succeeded": "Auto-recharge added credit",
     "auto_recharge_failed": "Auto-recharge failed: add credit or update the payment method",
@@ -193,7 +196,10 @@ class Notifications:
         try:
             if item.channel == "email":
                 detail = self.channels.email(
-                    item.target, f"[usagewatch] {note.title}", note.message
+                    item.target,
+                    f"[usagewatch] {note.title}",
+                    note.message,
+                    _attachments(self.db, note),
                 )
             elif item.channel == "sms":
                 detail = self.channels.sms(
@@ -243,3 +249,24 @@ class Notifications:
                 delay = min(BACKOFF_BASE_SECONDS * 2 ** (item.attempts - 1), BACKOFF_MAX_SECONDS)
                 next_at = now_us + delay * 1_000_000
                 alerts_store.finish_delivery(conn, item.id, "pending", next_at, error, now_us)
+
+
+def _attachments(db: Database, note: Any) -> list[tuple[str, str, bytes]]:
+    """A monthly statement's email carries its CSV and PDF."""
+    if note.event != "monthly_statement":
+        return []
+    statement_id = json.loads(note.data_json)["statement_id"]
+    s = statements.c
+    with db.read() as conn:
+        row = conn.execute(
+            sa.select(s.month, s.csv, s.pdf).where(
+                s.account_id == note.account_id, s.id == statement_id
+            )
+        ).one_or_none()
+    if row is None:
+        return []
+    stem = f"usagewatch-{note.account_id}-{row.month}"
+    return [
+        (f"{stem}.csv", "text/csv", bytes(row.csv)),
+        (f"{stem}.pdf", "application/pdf", bytes(row.pdf)),
+    ]

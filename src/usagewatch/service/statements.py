@@ -9,29 +9,30 @@ producer's insert does nothing) and advances the schedule by compare-and-set. Af
 downtime it catches up month by month. Under the test clock, `advance` stops at each due
 instant, so a statement is produced "at" its month start.
 
-Emailing statements to the account's billing recipients belongs to the notifications
-machinery (the alerts issue): `on_produced` callbacks run after commit with each new
-statement, the hook it will attach to.
+The same transaction records a `monthly_statement` notice: the outbox delivers it to the
+account's billing recipients (`…/notification-settings`), by email with both files
+attached, and to the dashboard inbox.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
 
-from usagewatch.adapters.db.engine import Database, after_commit
+from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.db.schema import accounts, statement_schedule, statements
 from usagewatch.domain.clock import Clock, from_micros, month_key, next_month_start, to_micros
 from usagewatch.domain.errors import NotFound
 from usagewatch.domain.money import MICROS_PER_UNIT
+from usagewatch.service import notifications
 from usagewatch.service.exports import ExportService
 from usagewatch.service.ledger import new_id
+from usagewatch.service.notifications import Notice
 from usagewatch.service.reports import Period, account_info
 
 SWEEP_BATCH_MAX = 50  # statements rendered per run (a run repeats while work is left)
@@ -61,7 +62,7 @@ class StatementService:
         self.db = db
         self.clock = clock
         self.exports = exports
-        self.on_produced: list[Callable[[StatementView], None]] = []
+        self.public_url = "http://127.0.0.1:8000"
 
     # -- the scheduler's job -------------------------------------------------------------
     def run_due(self) -> int:
@@ -169,8 +170,26 @@ class StatementService:
                     created_at_us=view.created_at_us,
                 )
             )
-            for callback in self.on_produced:
-                after_commit(conn, lambda cb=callback: cb(view))  # type: ignore[misc]
+            total_text = Decimal(total) / MICROS_PER_UNIT
+            message = (
+                f"The usage statement of account {account_id} for {month} is ready: "
+                f"{records} records, {info.currency} {total_text:.2f} in all. The CSV and the "
+                f"PDF are attached to the email, and in the dashboard: {self.public_url}"
+                f"/billing/usage (statements: GET /v1/accounts/{account_id}/statements)."
+            )
+            data = {
+                "statement_id": view.id,
+                "month": month,
+                "records": records,
+                "total": f"{total_text:.2f}",
+            }
+            notifications.record(
+                conn,
+                account_id,
+                Notice("monthly_statement", message, data),
+                view.created_at_us,
+                dedupe_key=f"monthly_statement:{month}",
+            )
         return 1
 
     # -- reads -------------------------------------------------------------------------
