@@ -162,7 +162,15 @@ async def _alerts_page(
     account_id = session.account_id or ""
 
     def read() -> dict[str, Any]:
-        rows = d.c.alerts.all(account_id)
+        rows = sorted(  # oldest first; the recommended levels (made together) 30%, 15%, 5%
+            d.c.alerts.all(account_id),
+            key=lambda a: (
+                a.created_at_us,
+                -(a.threshold_percent_bp or 0),
+                -(a.threshold_micros or 0),
+                a.name,
+            ),
+        )
         alerts = [alerts_api.alert_out(a) for a in rows]
         triggered = {a.id: a.last_triggered_at_us for a in rows}
         settings = alerts_api.settings_out(d.c.alerts.settings(account_id))
