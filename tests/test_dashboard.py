@@ -171,6 +171,25 @@ def test_the_demo_history_is_consistent(tmp_path: object) -> None:
         b = services("demo", parse_period("2026-10-25", "2026-11-28"))
         assert b.voice_calls and b.sms_messages and b.whatsapp_conversations
         assert b.numbers_active == 3 and b.agents_active == 4
+        # the recommended levels, a low-balance alert and auto-recharge just below the
+        # balance: the simulator's traffic makes the alert fire, then a recharge start
+        alerts = c.alerts.all("demo")
+        assert sorted(a.threshold_percent_bp or 0 for a in alerts) == [0, 500, 1500, 3000]
+        assert all(a.state == "armed" for a in alerts)
+        rule = c.payments.rule("demo").rule
+        assert rule is not None and rule.enabled
+        (line,) = [a for a in alerts if a.threshold_micros is not None]
+        assert line.threshold_micros is not None and rule.threshold.micros < line.threshold_micros
+        for i in range(400):
+            c.usage.charge_sms("demo", f"sim-{i}", "promotional", to="+919800000000", units=3)
+            if c.payments.list("demo", 5, None):
+                break
+        assert c.alerts.get("demo", line.id).state == "triggered"
+        fired = [v.row for v in c.notifications.list("demo", 50, None)]
+        assert any(n.alert_id == line.id for n in fired)
+        assert c.payments.list("demo", 5, None)[0].kind == "auto"
+        c.scheduler.run_due()
+        assert verify(c.db) == []
     finally:
         c.close()
 
