@@ -14,6 +14,8 @@ from usagewatch.api.app import create_app
 from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
 from usagewatch.domain.clock import ManualClock
+from usagewatch.domain.money import Money
+from usagewatch.service.alerts import AlertSpec
 from usagewatch.service.verify import verify
 from usagewatch.web.sessions import COOKIE_NAME, SessionSigner, SignInThrottle, new_session
 
@@ -169,5 +171,328 @@ def test_the_demo_history_is_consistent(tmp_path: object) -> None:
         b = services("demo", parse_period("2026-10-25", "2026-11-28"))
         assert b.voice_calls and b.sms_messages and b.whatsapp_conversations
         assert b.numbers_active == 3 and b.agents_active == 4
+        # the recommended levels, a low-balance alert and auto-recharge just below the
+        # balance: the simulator's traffic makes the alert fire, then a recharge start
+        alerts = c.alerts.all("demo")
+        assert sorted(a.threshold_percent_bp or 0 for a in alerts) == [0, 500, 1500, 3000]
+        assert all(a.state == "armed" for a in alerts)
+        rule = c.payments.rule("demo").rule
+        assert rule is not None and rule.enabled
+        (line,) = [a for a in alerts if a.threshold_micros is not None]
+        assert line.threshold_micros is not None and rule.threshold.micros < line.threshold_micros
+        for i in range(400):
+            c.usage.charge_sms("demo", f"sim-{i}", "promotional", to="+919800000000", units=3)
+            if c.payments.list("demo", 5, None):
+                break
+        assert c.alerts.get("demo", line.id).state == "triggered"
+        fired = [v.row for v in c.notifications.list("demo", 50, None)]
+        assert any(n.alert_id == line.id for n in fired)
+        assert c.payments.list("demo", 5, None)[0].kind == "auto"
+        c.scheduler.run_due()
+        assert verify(c.db) == []
     finally:
         c.close()
+
+
+# -- Alerts, notification settings, the webhook secret, auto-recharge, Add Credits ----------
+NEW_FORMS = (
+    "/billing/alerts",
+    "/billing/alerts/recommended",
+    "/billing/notification-settings",
+    "/billing/webhook-secret",
+    "/billing/webhook-secret/rotate",
+    "/billing/auto-recharge",
+    "/billing/payments",
+)
+
+
+def alert_form(token: str, **fields: object) -> dict[str, object]:
+    form: dict[str, object] = {
+        "csrf_token": token,
+        "name": "Low balance",
+        "type": "low_balance",
+        "threshold_kind": "amount",
+        "threshold": "5000.00",
+        "channels": ["dashboard"],
+        "frequency": "once",
+    }
+    form.update(fields)
+    return form
+
+
+def field_error(html: str, field: str) -> str:
+    found = re.search(rf'<small class="field-error" id="(?:[a-z]+-)?err-{field}">([^<]*)<', html)
+    assert found, f"no error shown next to {field}"
+    return found.group(1)
+
+
+def test_the_new_forms_need_their_csrf_token(web: TestClient, container: Container) -> None:
+    token = sign_in(web, "owner@acme.example")
+    alert = container.alerts.create(
+        "acme", AlertSpec(name="x", type="low_balance", channels=["dashboard"], threshold=Money(1))
+    )
+    paths = (*NEW_FORMS, f"/billing/alerts/{alert.id}", f"/billing/alerts/{alert.id}/delete")
+    for path in paths:
+        assert web.post(path, data={"confirm": "yes", "amount": "5.00"}).status_code == 403, path
+        assert web.post(path, data={"csrf_token": token + "x"}).status_code == 403, path
+    assert [a.id for a in container.alerts.all("acme")] == [alert.id]
+    assert container.payments.list("acme", 10, None) == []
+
+
+def test_add_alert_through_the_form_and_read_it_through_the_api(
+    web: TestClient, container: Container
+) -> None:
+    token = sign_in(web, "owner@acme.example")
+    page = web.get("/billing/alerts")
+    assert page.status_code == 200 and "Add Alert" in page.text and "No alerts yet." in page.text
+    answer = web.post(
+        "/billing/alerts",
+        data=alert_form(
+            token,
+            name="Month's SMS",
+            type="usage",
+            threshold_kind="percent",
+            threshold="30%",
+            period="month",
+            service="sms",
+            channels=["dashboard", "email"],
+            emails="billing@acme.example, ops@acme.example",
+            frequency="every_24_hours",
+            action="Check the campaign",
+        ),
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    (alert,) = container.alerts.all("acme")
+    assert alert.name == "Month's SMS" and alert.period == "month" and alert.service == "sms"
+    assert alert.threshold_percent_bp == 3000 and alert.channels == ["dashboard", "email"]
+    assert alert.recipients["emails"] == ["billing@acme.example", "ops@acme.example"]
+    listed = web.get("/billing/alerts").text
+    assert "Month&#39;s SMS" in listed and "Every 24 hours" in listed and "armed" in listed
+    assert "30% of avg. monthly usage" in listed
+
+    # edit: the threshold becomes an amount; then delete
+    token = csrf(listed)
+    edit = web.get(f"/billing/alerts/{alert.id}/edit")
+    assert edit.status_code == 200 and 'value="Month&#39;s SMS"' in edit.text
+    changed = web.post(
+        f"/billing/alerts/{alert.id}",
+        data=alert_form(
+            token, name="Month's SMS", threshold="250.00", period="day", channels=["dashboard"]
+        ),
+        follow_redirects=False,
+    )
+    assert changed.status_code == 303, changed.text
+    fresh = container.alerts.get("acme", alert.id)
+    assert fresh.threshold_micros == 250_000_000 and fresh.threshold_percent_bp is None
+    assert fresh.period == "day" and fresh.type == "usage" and fresh.channels == ["dashboard"]
+    gone = web.post(
+        f"/billing/alerts/{alert.id}/delete", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert gone.status_code == 303 and container.alerts.all("acme") == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "code"),
+    [
+        ({"threshold": ""}, "threshold", "threshold_required"),
+        ({"threshold": "-5"}, "threshold", "amount_negative"),
+        ({"threshold": "abc"}, "threshold", "invalid_amount"),
+        ({"threshold_kind": "percent", "threshold": "0"}, "threshold", "invalid_threshold_percent"),
+        ({"channels": []}, "channels", "validation_error"),
+        ({"channels": ["sms"]}, "phones", "recipients_required"),
+        ({"channels": ["sms"], "phones": "+91 98"}, "phones", "invalid_phone"),
+        ({"channels": ["email"], "emails": "not-an-email"}, "emails", "invalid_email"),
+        ({"channels": ["webhook"]}, "webhook_url", "recipients_required"),
+        ({"webhook_url": "http://127.0.0.1/x"}, "webhook_url", "webhook_url_not_allowed"),
+        ({"name": ""}, "name", "validation_error"),
+        ({"type": "usage", "period": "year"}, "period", "literal_error"),
+    ],
+)
+def test_alert_form_errors_are_shown_next_to_their_field(
+    web: TestClient, container: Container, fields: dict[str, object], where: str, code: str
+) -> None:
+    token = sign_in(web, "owner@acme.example")
+    answer = web.post("/billing/alerts", data=alert_form(token, **fields))
+    assert answer.status_code == 422
+    shown = field_error(answer.text, where)
+    assert shown.endswith(f"({code})") or code == "literal_error", shown
+    assert 'aria-invalid="true"' in answer.text
+    assert container.alerts.all("acme") == []
+
+
+def test_one_click_adds_the_recommended_levels(web: TestClient, container: Container) -> None:
+    token = sign_in(web, "owner@acme.example")
+    container.alerts.put_settings("acme", ["billing@acme.example"], [], None)
+    answer = web.post(
+        "/billing/alerts/recommended", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert answer.status_code == 303
+    made = container.alerts.all("acme")
+    assert sorted(a.threshold_percent_bp for a in made) == [500, 1500, 3000]
+    assert all(a.channels == ["dashboard", "email"] for a in made)
+    page = web.get("/billing/alerts").text
+    assert "Warning: 30% of average monthly usage" in page and "already set up" in page
+
+
+def test_notification_settings_and_the_webhook_secret(
+    web: TestClient, container: Container
+) -> None:
+    token = sign_in(web, "owner@acme.example")
+    bad = web.post(
+        "/billing/notification-settings",
+        data={"csrf_token": token, "emails": "a@acme.example", "phones": "12345"},
+    )
+    assert bad.status_code == 422 and field_error(bad.text, "phones").endswith("(invalid_phone)")
+    saved = web.post(
+        "/billing/notification-settings",
+        data={"csrf_token": token, "emails": "a@acme.example\nb@acme.example", "phones": ""},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    assert container.alerts.settings("acme").emails == ["a@acme.example", "b@acme.example"]
+    secret = container.alerts.settings("acme").webhook_secret
+    assert secret not in web.get("/billing/alerts").text  # hidden until revealed
+    shown = web.post("/billing/webhook-secret", data={"csrf_token": token})
+    assert shown.status_code == 200 and secret in shown.text
+    unconfirmed = web.post("/billing/webhook-secret/rotate", data={"csrf_token": token})
+    assert (
+        unconfirmed.status_code == 422
+        and container.alerts.settings("acme").webhook_secret == secret
+    )
+    rotated = web.post(
+        "/billing/webhook-secret/rotate", data={"csrf_token": token, "confirm": "yes"}
+    )
+    fresh = container.alerts.settings("acme").webhook_secret
+    assert rotated.status_code == 200 and fresh != secret and fresh in rotated.text
+
+
+def test_viewers_read_alerts_and_payments_but_change_nothing(
+    web: TestClient, container: Container
+) -> None:
+    container.alerts.create(
+        "acme",
+        AlertSpec(name="Floor", type="low_balance", channels=["dashboard"], threshold=Money(10)),
+    )
+    token = sign_in(web, "viewer@acme.example")
+    page = web.get("/billing/alerts").text
+    assert "Floor" in page and "Add Alert" not in page and "webhook-secret" not in page
+    assert "Add Credits" in web.get("/billing/auto-recharge").text
+    (alert,) = container.alerts.all("acme")
+    before = container.alerts.settings("acme")
+    for path in (*NEW_FORMS, f"/billing/alerts/{alert.id}", f"/billing/alerts/{alert.id}/delete"):
+        data = {
+            **alert_form(token),
+            "confirm": "yes",
+            "amount": "10.00",
+            "idempotency_key": "dash-viewer-key",
+            "enabled": "on",
+            "max_recharges_per_day": "3",
+        }
+        answer = web.post(path, data=data)
+        assert answer.status_code == 403, path
+        assert before.webhook_secret not in answer.text
+    assert [a.id for a in container.alerts.all("acme")] == [alert.id]
+    assert container.alerts.settings("acme") == before
+    assert container.payments.list("acme", 10, None) == []
+    assert container.payments.rule("acme").rule is None
+
+
+def test_auto_recharge_rule_and_its_field_errors(web: TestClient, container: Container) -> None:
+    token = sign_in(web, "owner@acme.example")
+    page = web.get("/billing/auto-recharge")
+    assert page.status_code == 200 and "Recharges today" in page.text
+    bad = web.post(
+        "/billing/auto-recharge",
+        data={
+            "csrf_token": token,
+            "enabled": "on",
+            "threshold": "100.00",
+            "amount": "",
+            "max_recharges_per_day": "0",
+        },
+    )
+    assert bad.status_code == 422 and field_error(bad.text, "amount").endswith("(missing_field)")
+    bad = web.post(
+        "/billing/auto-recharge",
+        data={
+            "csrf_token": token,
+            "enabled": "on",
+            "threshold": "100.00",
+            "amount": "500",
+            "max_recharges_per_day": "0",
+        },
+    )
+    assert bad.status_code == 422 and field_error(bad.text, "max_recharges_per_day")
+    ok = web.post(
+        "/billing/auto-recharge",
+        data={
+            "csrf_token": token,
+            "enabled": "on",
+            "threshold": "1,000.00",
+            "amount": "500",
+            "max_recharges_per_day": "2",
+        },
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303, ok.text
+    rule = container.payments.rule("acme").rule
+    assert rule is not None and rule.enabled and rule.threshold == Money.parse("1000")
+    assert rule.max_recharges_per_day == 2
+    # the balance is zero, below the threshold: saving it started a recharge
+    shown = web.get("/billing/auto-recharge").text
+    assert "Auto-recharge" in shown and "pay_" in shown
+
+
+def test_add_credits_twice_with_one_form_charges_once(
+    web: TestClient, container: Container
+) -> None:
+    token = sign_in(web, "owner@acme.example")
+    page = web.get("/billing/auto-recharge").text
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', page)
+    assert key
+    form = {"csrf_token": token, "idempotency_key": key.group(1), "amount": "1,500.00"}
+    first = web.post("/billing/payments", data=form, follow_redirects=False)
+    second = web.post("/billing/payments", data=form, follow_redirects=False)
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    (payment,) = container.payments.list("acme", 10, None)
+    assert payment.status == "succeeded" and payment.amount_micros == 1_500_000_000
+    assert container.queries.balance("acme").available_micros == 1_500_000_000
+    shown = web.get(first.headers["location"]).text
+    assert "succeeded" in shown and "1,500.00" in shown
+    # a fresh rendering has a fresh key
+    assert key.group(1) not in shown
+    # the same key with another amount charges nothing
+    other = web.post("/billing/payments", data={**form, "amount": "9.00"})
+    assert other.status_code == 409 and len(container.payments.list("acme", 10, None)) == 1
+    bad = web.post(
+        "/billing/payments", data={**form, "idempotency_key": "dash-2-abcdef", "amount": "-1"}
+    )
+    assert bad.status_code == 422 and field_error(bad.text, "amount")
+    assert (
+        web.post("/billing/payments", data={"csrf_token": token, "amount": "5"}).status_code == 400
+    )
+
+
+def test_notifications_show_each_delivery_and_its_attempts(
+    web: TestClient, container: Container
+) -> None:
+    sign_in(web, "owner@acme.example")
+    container.alerts.create(
+        "acme",
+        AlertSpec(
+            name="Below 100",
+            type="low_balance",
+            channels=["dashboard", "email"],
+            threshold=Money.parse("100.00"),
+            emails=["billing@acme.example"],
+        ),
+    )  # the balance is zero: it fires at once
+    page = web.get("/notifications")
+    assert page.status_code == 200, page.text
+    assert "Below 100" in page.text
+    assert '<span class="pill">Email</span>' in page.text and "billing@acme.example" in page.text
+    assert (
+        "status-pending" in page.text or "status-sent" in page.text or "status-failed" in page.text
+    )

@@ -123,6 +123,9 @@ def sign_in(page: Any, url: str, email: str = EMAIL, password: str = PASSWORD) -
 
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
+    page.evaluate(
+        "window.scrollTo(0, 0)"
+    )  # a full-page shot of a scrolled page misplaces the sticky header
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
@@ -264,3 +267,78 @@ def test_a_form_post_without_its_csrf_token_is_refused(
     assert forged.status == 403
     assert c.limits.get("acme").limits == before
     context.close()
+
+
+def test_create_an_alert_through_the_form_and_find_it_through_the_api(
+    server: tuple[str, Container, str], browser: Any
+) -> None:
+    """Issue 7's acceptance test: Add Alert in the browser, then GET …/alerts sees it."""
+    url, c, _ = server
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, url)
+    page.wait_for_url(f"{url}/billing/usage")
+    page.goto(f"{url}/billing/alerts")
+    form = page.locator("#alert-form")
+    # a refused form first: the field error sits next to the field, the values stay
+    form.get_by_label("Name").fill("Balance below 4,000")
+    form.get_by_label("Threshold value").fill("4000.00")
+    form.get_by_label("SMS", exact=True).check()
+    form.get_by_role("button", name="Save Alert").click()
+    phones_error = page.locator("#err-phones")
+    assert "recipients_required" in phones_error.inner_text()
+    assert page.get_by_label("Phone numbers (SMS)").get_attribute("aria-invalid") == "true"
+    shot(page, "alerts-field-error")
+    form = page.locator("#alert-form")
+    form.get_by_label("Phone numbers (SMS)").fill("+919800000001")
+    form.get_by_label("Email recipients").fill("billing@acme.example")
+    form.get_by_label("Email", exact=True).check()
+    form.get_by_label("Frequency").select_option("every_24_hours")
+    form.get_by_role("button", name="Save Alert").click()
+    page.wait_for_url(re.compile(r".*/billing/alerts\?saved=created.*"))
+    assert page.get_by_test_id("notice").inner_text() == "Alert saved."
+
+    answer = httpx.get(
+        f"{url}/v1/accounts/acme/alerts", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert answer.status_code == 200
+    (made,) = [a for a in answer.json()["data"] if a["name"] == "Balance below 4,000"]
+    assert made["type"] == "low_balance" and made["threshold"] == "4000.00"
+    assert sorted(made["channels"]) == ["dashboard", "email", "sms"]
+    assert made["recipients"] == {"emails": ["billing@acme.example"], "phones": ["+919800000001"]}
+    assert made["frequency"] == "every_24_hours" and made["state"] == "armed"
+
+    page.get_by_test_id("add-recommended").click()
+    page.wait_for_url(re.compile(r".*saved=recommended.*"))
+    assert page.get_by_test_id("alert-row").count() == 4
+    shot(page, "alerts")
+
+    page.goto(f"{url}/billing/auto-recharge")
+    page.get_by_label("Recharge automatically").check()
+    page.get_by_label(re.compile("When the balance falls below")).fill("1000.00")
+    page.get_by_label(re.compile(r"^Add \(")).fill("2000.00")
+    page.get_by_role("button", name="Save rule").click()
+    page.wait_for_url(re.compile(r".*saved=rule.*"))
+    before = c.queries.balance("acme").available_micros
+    page.get_by_label(re.compile(r"^Amount \(")).fill("750.00")
+    page.get_by_test_id("pay").dblclick()  # a double submit charges once
+    page.wait_for_url(re.compile(r".*payment=pay_.*"))
+    assert "succeeded" in page.get_by_test_id("notice").inner_text()
+    manual = [p for p in c.payments.list("acme", 20, None) if p.kind == "manual"]
+    assert len(manual) == 1
+    assert c.queries.balance("acme").available_micros == before + 750_000_000
+    shot(page, "auto-recharge")
+    context.close()
+
+    for scheme, width in (("dark", 1280), ("light", 390)):
+        context = browser.new_context(viewport={"width": width, "height": 844}, color_scheme=scheme)
+        page = context.new_page()
+        sign_in(page, url)
+        page.wait_for_url(f"{url}/billing/usage")
+        suffix = "dark" if scheme == "dark" else "phone"
+        for name in ("alerts", "auto-recharge", "notifications"):
+            page.goto(f"{url}{PAGES[name]}")
+            shot(page, f"{name}-{suffix}")
+            if scheme == "light":  # nothing sticks out sideways at a phone's width
+                assert page.evaluate("document.documentElement.scrollWidth") <= width, name
+        context.close()

@@ -21,6 +21,8 @@ from usagewatch.domain.clock import ManualClock, local_date
 from usagewatch.domain.ledger import LotKind
 from usagewatch.domain.limits import Limits
 from usagewatch.domain.money import Money
+from usagewatch.domain.payments import AutoRechargeRule
+from usagewatch.service.alerts import AlertSpec
 
 DEMO_ACCOUNT = "demo"
 DEMO_EMAIL = "demo@example.com"
@@ -38,6 +40,12 @@ AGENTS = ("agent-asha", "agent-ravi", "agent-meera", "agent-john")
 TOP_UP_BELOW = Money.parse("5000.00")
 TOP_UP_AMOUNT = Money.parse("25000.00")
 CAMPAIGN_HEADROOM = Money.parse("40.00")  # what the simulator spends in a few minutes
+# The simulator's traffic crosses the demo's low-balance alert within a minute or two and its
+# auto-recharge threshold a few minutes later, so a newcomer sees an alert fire in the inbox
+# and a recharge top the balance up while watching.
+ALERT_HEADROOM = Money.parse("25.00")
+RECHARGE_HEADROOM = Money.parse("75.00")
+RECHARGE_AMOUNT = Money.parse("5000.00")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +130,40 @@ def seed(
         account, DEMO_CAMPAIGN, name=None, budget=Money(spent) + CAMPAIGN_HEADROOM, status=None
     )
     c.limits.put(account, Limits(enabled=True, daily_cap=Money.parse("5000.00")))
+    demo_alerts_and_recharge(c, account)
     c.accounts.create_user(account, DEMO_EMAIL, DEMO_PASSWORD, "owner")
     from usagewatch.domain.accounts import Principal, Role
 
     key = c.accounts.create_api_key(account, "platform", Principal(Role.ADMIN, None, None))
     return DemoAccount(account, DEMO_EMAIL, DEMO_PASSWORD, key.token, DEMO_CAMPAIGN, events)
+
+
+def demo_alerts_and_recharge(c: Container, account: str) -> None:
+    """The brief's recommended levels, a low-balance alert just below the balance and an
+    auto-recharge rule a little lower: the simulator reaches both within minutes."""
+    c.alerts.recommended(account, ["dashboard"], [], [])
+    available = c.queries.balance(account).available_micros
+    whole = Money(available - available % 1_000_000)  # thresholds in whole units
+    line = whole - ALERT_HEADROOM
+    c.alerts.create(
+        account,
+        AlertSpec(
+            name=f"Balance below {line.format()}",
+            type="low_balance",
+            channels=["dashboard"],
+            threshold=line,
+            action="Add credits under Auto-recharge, or let auto-recharge top the balance up.",
+        ),
+    )
+    c.payments.put_rule(
+        account,
+        AutoRechargeRule(
+            enabled=True,
+            threshold=whole - RECHARGE_HEADROOM,
+            amount=RECHARGE_AMOUNT,
+            max_recharges_per_day=3,
+        ),
+    )
 
 
 def _day_of_usage(

@@ -62,9 +62,16 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         )
     if loc and loc[0] == "query" and loc[-1] == "limit":
         return envelope(422, "invalid_limit", "limit must be between 1 and 1000", "limit")
-    code = kind if kind in CODES else _PYDANTIC_CODES.get(kind, "validation_error")
-    message = str(first.get("msg", "invalid value"))
+    code, message = validation_code(first)
     return envelope(422, code, message, _field(loc))
+
+
+def validation_code(error: Mapping[str, Any]) -> tuple[str, str]:
+    """(code, message) of one pydantic error, as the API reports it (the dashboard's forms
+    validate with the same models and show the same codes)."""
+    kind = str(error.get("type", ""))
+    code = kind if kind in CODES else _PYDANTIC_CODES.get(kind, "validation_error")
+    return code, str(error.get("msg", "invalid value"))
 
 
 def _allowed_methods(request: Request) -> str:

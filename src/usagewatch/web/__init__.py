@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from usagewatch.bootstrap import Container
-from usagewatch.web import auth_pages, billing_pages
+from usagewatch.web import alert_pages, auth_pages, billing_pages, payment_pages
 from usagewatch.web.context import CsrfRefused, Dashboard, LoginRequired
 
 
@@ -21,6 +21,8 @@ def install(app: FastAPI, c: Container) -> None:
     app.state.dashboard = Dashboard.create(c)
     app.include_router(auth_pages.router)
     app.include_router(billing_pages.router)
+    app.include_router(alert_pages.router)
+    app.include_router(payment_pages.router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
 

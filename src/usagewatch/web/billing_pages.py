@@ -1,7 +1,8 @@
 """The billing pages: Usage (chart, breakdown, top consumers, trend, exports), Spending
-Limits (caps, campaigns, dry run), Credits, Notifications, API keys, and the places kept
-for Alerts and Auto-recharge. Each reads and writes through the same services and request
-models as the JSON API, so a page can never disagree with it."""
+Limits (caps, campaigns, dry run), Credits, Notifications (with every delivery), API keys
+(Alerts are in `alert_pages.py`; Auto-recharge and Add Credits in `payment_pages.py`). Each
+reads and writes through the same services and request models as the JSON API, so a page
+can never disagree with it."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ SERVICE_LABELS = {
     "agent_seat": "Contact center seats",
 }
 KEY_ROLES = ("viewer", "platform", "owner")
+CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "dashboard": "Dashboard", "webhook": "Webhook"}
 
 
 def _principal(session: Session) -> Principal:
@@ -300,7 +302,14 @@ async def notifications_page(request: Request) -> Response:
     d = dashboard(request)
     session = await d.signed_in(request)
     rows = await run_in_threadpool(d.c.notifications.list, session.account_id or "", 100, None)
-    return await d.page(request, "notifications.html", session, title="Notifications", rows=rows)
+    return await d.page(
+        request,
+        "notifications.html",
+        session,
+        title="Notifications",
+        rows=rows,
+        channel_labels=CHANNEL_LABELS,
+    )
 
 
 # -- API keys (owners and the operator) ------------------------------------------------------
@@ -357,26 +366,3 @@ async def revoke_key(request: Request, key_id: str) -> Response:
     except UsageWatchError as exc:
         return await _keys_page(d, request, session, 404, error=exc.message)
     return RedirectResponse("/settings/api-keys", status_code=303)
-
-
-# -- Places kept for features being built ---------------------------------------------------
-@router.get("/billing/alerts")
-async def alerts_page(request: Request) -> Response:
-    d = dashboard(request)
-    session = await d.signed_in(request)
-    return await d.page(
-        request, "coming_soon.html", session, title="Alerts", feature="Low-balance and usage alerts"
-    )
-
-
-@router.get("/billing/auto-recharge")
-async def auto_recharge_page(request: Request) -> Response:
-    d = dashboard(request)
-    session = await d.signed_in(request)
-    return await d.page(
-        request,
-        "coming_soon.html",
-        session,
-        title="Auto-recharge",
-        feature="Automatic top-ups and payments",
-    )

@@ -34,8 +34,7 @@ from usagewatch.web.sessions import (
 HERE = Path(__file__).resolve().parent
 FORM_BYTES_MAX = 64 * 1024
 
-# The navigation, in order: (path, label, section). Alerts and Auto-recharge are placeholders
-# until those features land: fill `web/templates/alerts.html` / `auto_recharge.html`.
+# The navigation, in order: (path, label, section).
 NAV = (
     ("/billing/usage", "Usage", "Billing"),
     ("/billing/spending-limits", "Spending Limits", "Billing"),
@@ -65,6 +64,20 @@ BLOCK_REASONS = {
         "Contact support to reactivate the account.",
     ),
 }
+
+
+class Form(dict[str, str]):
+    """A posted form: one value per name (the last), and every value of a name repeated
+    (checkboxes) through `getlist`."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__(pairs)
+        self.lists: dict[str, list[str]] = {}
+        for name, value in pairs:
+            self.lists.setdefault(name, []).append(value)
+
+    def getlist(self, name: str) -> list[str]:
+        return list(self.lists.get(name, []))
 
 
 class LoginRequired(Exception):
@@ -160,14 +173,14 @@ class Dashboard:
         return current if current is not None else new_session()
 
     # -- forms ---------------------------------------------------------------------------
-    async def form(self, request: Request, session: Session | None) -> dict[str, str]:
+    async def form(self, request: Request, session: Session | None) -> Form:
         """The posted urlencoded form, after checking its CSRF token against the session."""
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > FORM_BYTES_MAX:
                 raise CsrfRefused  # nothing this large is one of our forms
-        fields = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), max_num_fields=50))
+        fields = Form(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), max_num_fields=50))
         if not csrf_matches(session, fields.get("csrf_token")):
             raise CsrfRefused
         return fields

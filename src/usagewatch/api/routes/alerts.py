@@ -194,9 +194,14 @@ def patch_alert(
     _: Principal = Depends(allow(MANAGE)),
     c: Container = Depends(container),
 ) -> AlertOut:
-    sent = body.model_dump(exclude_unset=True)
+    return alert_out(c.alerts.update(account_id, alert_id, patch_changes(body)))
+
+
+def patch_changes(body: AlertPatch) -> dict[str, Any]:
+    """The fields a PATCH sent, named as `AlertService.update` takes them (the dashboard's
+    edit form goes through here too)."""
     changes: dict[str, Any] = {}
-    for key, value in sent.items():
+    for key, value in body.model_dump(exclude_unset=True).items():
         if key == "threshold_percent_of_average_monthly_usage":
             changes["threshold_percent"] = value
         elif key == "threshold":
@@ -206,7 +211,7 @@ def patch_alert(
             changes["phones"] = value.get("phones", [])
         else:
             changes[key] = value
-    return alert_out(c.alerts.update(account_id, alert_id, changes))
+    return changes
 
 
 @router.delete("/alerts/{alert_id}", status_code=204, summary="Delete an alert (owner, admin)")

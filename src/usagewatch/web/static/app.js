@@ -103,6 +103,32 @@ function setUpAutosubmit() {
   }
 }
 
+function setUpForms() {
+  // Ask before a destructive post (deleting an alert); the server never depends on it.
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (e) => {
+      if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+    });
+  }
+  // A form that charges money is sent once: its button is disabled while the post runs
+  // (the server's idempotency key makes a second post harmless anyway).
+  for (const form of document.querySelectorAll("form[data-once]")) {
+    form.addEventListener("submit", () => {
+      for (const button of form.querySelectorAll("button[type=submit]")) {
+        window.setTimeout(() => { button.disabled = true; button.setAttribute("aria-busy", "true"); }, 0);
+      }
+    });
+  }
+  // Add Alert: period and service belong to usage alerts only.
+  const type = document.querySelector("select[data-alert-type]");
+  const usageOnly = document.querySelector("[data-usage-only]");
+  if (type && usageOnly) {
+    const sync = () => { usageOnly.hidden = type.value !== "usage"; };
+    type.addEventListener("change", sync);
+    sync();
+  }
+}
+
 const SERVICE_COLORS = {
   voice: "#4e79a7", sms: "#f28e2b", whatsapp: "#59a14f", number: "#b07aa1", agent_seat: "#e15759",
 };
@@ -132,6 +158,7 @@ function drawChart() {
 document.addEventListener("DOMContentLoaded", () => {
   setUpBreakdown();
   setUpAutosubmit();
+  setUpForms();
   startBalanceStream();
   drawChart();
 });
