@@ -31,6 +31,7 @@ bench: setup
 	$(BIN)/python bench/usage_bench.py
 	$(BIN)/python bench/batch_bench.py
 	$(BIN)/python bench/gate_bench.py
+	$(BIN)/python bench/alerts_bench.py
 	$(BIN)/python bench/report_bench.py --records 1000000
 
 clean:
