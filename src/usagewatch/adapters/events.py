@@ -183,7 +183,7 @@ class FanOut:
         if self._channels.get(key) is channel:
             del self._channels[key]
         self.feed.unsubscribe(channel.sub)
-        if channel.task is not None:
+        if channel.task is not None and not channel.sub.loop.is_closed():
             channel.task.cancel()
 
     async def _run(self, channel: _Channel) -> None:
