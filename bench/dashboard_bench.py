@@ -366,7 +366,9 @@ def charges_with_streams(
     cpu: dict[bool, list[float]] = {False: [], True: []}
     events: list[float] = []
     try:
-        pool.run("sms", target, f"{engine}-warm", 1.0, clients)
+        # A whole round of warm-up: the first measured round is otherwise the slowest, and
+        # it is one without streams.
+        pool.run("sms", target, f"{engine}-warm", seconds, clients)
         order = [False, True, True, False] * rounds
         for step, with_streams in enumerate(order):
             if with_streams:
@@ -476,7 +478,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--clients", type=int, default=2, help="SMS client processes")
     parser.add_argument("--seconds", type=float, default=5.0, help="per round")
-    parser.add_argument("--rounds", type=int, default=2, help="of 0, N, N, 0 streams")
+    parser.add_argument("--rounds", type=int, default=3, help="of 0, N, N, 0 streams")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("USAGEWATCH_BENCH_POSTGRES_URL")
