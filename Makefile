@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python bench/gate_bench.py
 	$(BIN)/python bench/alerts_bench.py
 	$(BIN)/python bench/report_bench.py --records 1000000
+	$(BIN)/python bench/dashboard_bench.py --records 1000000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -5,6 +5,7 @@ LISTEN/NOTIFY; SQLite's data_version poller)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN
+from usagewatch.adapters.events import FANOUT_INTERVAL_SECONDS
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal, Role
 from usagewatch.domain.ledger import LotKind
@@ -317,3 +319,38 @@ def test_a_change_by_another_process_arrives_within_a_second(
 ) -> None:
     """PostgreSQL: LISTEN/NOTIFY. SQLite: the data_version watcher."""
     _cross_process(request)
+
+
+def test_the_open_streams_of_an_account_share_one_read_per_change(
+    container: Container, acme: str
+) -> None:
+    """200 open dashboards: a join or a burst of 100 changes is a read or two, not one per
+    stream and change; every stream ends on the last read; leaving unsubscribes."""
+    reads: list[int] = []
+
+    async def read(account_id: str) -> int:
+        assert account_id == acme
+        reads.append(len(reads) + 1)
+        return reads[-1]
+
+    async def scenario() -> None:
+        fanout = container.feed.fanout
+        listeners = [fanout.join(acme, read) for _ in range(200)]
+        assert container.feed.subscriber_count() == 1
+        await asyncio.sleep(0.05)
+        joined = len(reads)
+        assert 1 <= joined <= 2  # the joins coalesce (a PostgreSQL LISTEN adds a wake-up)
+
+        def burst() -> None:  # as the ledger does after each commit, from a worker thread
+            for _ in range(100):
+                container.feed.publish_local(acme)
+
+        await asyncio.to_thread(burst)
+        await asyncio.sleep(2 * FANOUT_INTERVAL_SECONDS + 0.2)
+        assert 1 <= len(reads) - joined <= 3
+        assert {listener.latest for listener in listeners} == {reads[-1]}
+        for listener in listeners:
+            fanout.leave(listener)
+        assert container.feed.subscriber_count() == 0
+
+    asyncio.run(scenario())

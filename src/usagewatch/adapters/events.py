@@ -5,6 +5,11 @@ PostgreSQL delivers NOTIFY (sent in the same transaction as the change) to a LIS
 SQLite is watched through `PRAGMA data_version`, which moves when any connection commits.
 Subscribers are woken; they re-read the balance and send it only if it changed, so a
 duplicate or wildcard wake-up costs one cheap read and never a wrong event.
+
+Live views share their reads through `FanOut`: all the open streams of one account (200
+dashboards, say) hold one subscription, and one wake-up is one read (at most one every
+`FANOUT_INTERVAL_SECONDS`, coalescing a burst of changes into its final state) whose result
+every stream receives. So the cost of a change does not grow with the number of viewers.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import asyncio
 import logging
 import sqlite3
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -24,6 +31,7 @@ from usagewatch.adapters.db.store import BALANCE_CHANNEL
 log = logging.getLogger(__name__)
 WILDCARD = "*"
 SQLITE_POLL_SECONDS = 0.2
+FANOUT_INTERVAL_SECONDS = 0.5  # at most this often one read per account with open streams
 
 
 @dataclass(eq=False)
@@ -33,7 +41,10 @@ class Subscription:
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wake(self) -> None:
-        self.loop.call_soon_threadsafe(self.event.set)
+        # Already set: the reader has not consumed it yet and will read after this change
+        # committed, so one more wake-up (a self-pipe write) would add nothing.
+        if not self.event.is_set():
+            self.loop.call_soon_threadsafe(self.event.set)
 
 
 class BalanceFeed:
@@ -43,6 +54,7 @@ class BalanceFeed:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.fanout = FanOut(self)
 
     # -- subscribers -------------------------------------------------------------------
     def subscribe(self, account_id: str) -> Subscription:
@@ -118,3 +130,72 @@ class BalanceFeed:
             except psycopg.Error:
                 log.exception("balance feed lost its PostgreSQL connection; reconnecting")
                 self._stop.wait(1.0)
+
+
+@dataclass(eq=False)
+class Listener:
+    """One open stream: `event` is set when `latest` (a reader's result, or the exception it
+    raised) is new."""
+
+    channel: _Channel
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    latest: Any = None
+
+
+@dataclass(eq=False)
+class _Channel:
+    account_id: str
+    sub: Subscription
+    read: Callable[[str], Awaitable[Any]]
+    listeners: set[Listener] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+
+
+class FanOut:
+    """Per account and event loop: one feed subscription, one reader task, many listeners."""
+
+    def __init__(self, feed: BalanceFeed) -> None:
+        self.feed = feed
+        self._channels: dict[tuple[asyncio.AbstractEventLoop, str], _Channel] = {}
+
+    def join(self, account_id: str, read: Callable[[str], Awaitable[Any]]) -> Listener:
+        """Listen to `account_id`'s changes; `read(account_id)` makes what listeners get (the
+        first joiner's reader serves the channel). A read follows every join, so a change
+        committed before it is not lost."""
+        key = (asyncio.get_running_loop(), account_id)
+        channel = self._channels.get(key)
+        if channel is None:
+            channel = self._channels[key] = _Channel(
+                account_id, self.feed.subscribe(account_id), read
+            )
+            channel.task = asyncio.get_running_loop().create_task(self._run(channel))
+        listener = Listener(channel)
+        channel.listeners.add(listener)
+        channel.sub.event.set()
+        return listener
+
+    def leave(self, listener: Listener) -> None:
+        channel = listener.channel
+        channel.listeners.discard(listener)
+        if channel.listeners:
+            return
+        key = (channel.sub.loop, channel.account_id)
+        if self._channels.get(key) is channel:
+            del self._channels[key]
+        self.feed.unsubscribe(channel.sub)
+        if channel.task is not None and not channel.sub.loop.is_closed():
+            channel.task.cancel()
+
+    async def _run(self, channel: _Channel) -> None:
+        while True:
+            await channel.sub.event.wait()
+            channel.sub.event.clear()
+            result: Any
+            try:
+                result = await channel.read(channel.account_id)
+            except Exception as exc:  # every listener ends with it, as a lone reader would
+                result = exc
+            for listener in list(channel.listeners):
+                listener.latest = result
+                listener.event.set()
+            await asyncio.sleep(FANOUT_INTERVAL_SECONDS)

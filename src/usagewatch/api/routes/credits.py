@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
@@ -162,7 +163,8 @@ def get_ledger(
     "/balance/stream",
     summary="Live balance (Server-Sent Events)",
     description="An `event: balance` with the balance body at once and within a second of "
-    "every change, from any process; a `: keepalive` comment every 15 s.",
+    "every change, from any process (at most two a second: a burst of changes arrives as "
+    "its final balance); a `: keepalive` comment every 15 s.",
     response_class=StreamingResponse,
 )
 async def stream_balance(
@@ -179,30 +181,50 @@ async def stream_balance(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """A balance as the stream sends it, made once for every open stream of the account."""
+
+    body: dict[str, object]  # without as_of: what "changed" compares
+    message: str
+
+
+def _snapshot(view: BalanceView) -> _Snapshot:
+    payload = balance_out(view).model_dump()
+    body = {k: v for k, v in payload.items() if k != "as_of"}
+    return _Snapshot(body, f"event: balance\nid: {view.version}\ndata: {json.dumps(payload)}\n\n")
+
+
 async def _balance_events(
     request: Request, c: Container, account_id: str, first: BalanceView
 ) -> AsyncIterator[str]:
-    sub = c.feed.subscribe(account_id)
-    # `first` was read before subscribing: a change committed in between woke nobody, so
-    # look once more after the first event (it is sent only if the balance differs).
-    sub.event.set()
+    """The first balance, then the balance after each change if it differs from the last
+    one sent. The account's open streams share one read per change (`FanOut`); `first` was
+    read before joining, and joining makes one more read, so a change in between is sent."""
+
+    async def read(account: str) -> _Snapshot:
+        return await run_in_threadpool(lambda: _snapshot(c.queries.balance(account)))
+
+    snap = _snapshot(first)
+    last = snap.body
+    listener = c.feed.fanout.join(account_id, read)
     try:
-        view = first
-        last = None
+        yield snap.message
         while True:
-            body = balance_out(view).model_dump(exclude={"as_of"})
-            if body != last:
-                last = body
-                payload = balance_out(view).model_dump()
-                yield f"event: balance\nid: {view.version}\ndata: {json.dumps(payload)}\n\n"
             try:
-                await asyncio.wait_for(sub.event.wait(), SSE_KEEPALIVE_SECONDS)
+                async with asyncio.timeout(SSE_KEEPALIVE_SECONDS):  # no task per wait
+                    await listener.event.wait()
             except TimeoutError:
                 if await request.is_disconnected():
                     return
                 yield ": keepalive\n\n"
                 continue
-            sub.event.clear()
-            view = await run_in_threadpool(c.queries.balance, account_id)
+            listener.event.clear()
+            latest = listener.latest
+            if isinstance(latest, BaseException):
+                raise latest
+            if latest.body != last:
+                last = latest.body
+                yield latest.message
     finally:
-        c.feed.unsubscribe(sub)
+        c.feed.fanout.leave(listener)

@@ -155,10 +155,24 @@ function drawChart() {
   window.Plotly.newPlot(target, traces, layout, { displaylogo: false, responsive: true });
 }
 
+function loadChart() {
+  // plotly.js (~3.5 MB) is fetched and run only after the page's first paint, so the
+  // header balance and the tables show at once and the chart follows.
+  const target = document.getElementById("daily-chart");
+  if (!target || !target.dataset.plotly) return;
+  requestAnimationFrame(() => setTimeout(() => {
+    const script = document.createElement("script");
+    script.src = target.dataset.plotly;
+    script.async = true;
+    script.addEventListener("load", drawChart);
+    document.head.append(script);
+  }, 0));
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpBreakdown();
   setUpAutosubmit();
   setUpForms();
   startBalanceStream();
-  drawChart();
+  loadChart();
 });
