@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -83,11 +84,17 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
 
 
 async def _sweeper(c: Container) -> None:
-    """Expire holds and promotional credit as they fall due (the test clock's `advance` runs
-    the same work synchronously)."""
+    """Run the time-driven work as it falls due (the test clock's `advance` runs the same
+    work synchronously), in two lanes: the quick jobs (expiries, deliveries, alerts, ...)
+    never wait behind a slow one (monthly statements)."""
+    quick, slow = c.scheduler.lanes()
+    await asyncio.gather(*(_lane(c, jobs) for jobs in (quick, slow) if jobs))
+
+
+async def _lane(c: Container, jobs: list[Any]) -> None:
     while True:
         await asyncio.sleep(c.settings.sweep_interval_seconds)
         try:
-            await run_in_threadpool(c.scheduler.run_due)
+            await run_in_threadpool(c.scheduler.run_due, jobs)
         except Exception:
             log.exception("sweeper run failed; retrying next period")

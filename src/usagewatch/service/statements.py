@@ -58,6 +58,8 @@ def month_period(month: str) -> Period:
 
 
 class StatementService:
+    slow = True  # rendering a month of a big account takes seconds: its own sweeper lane
+
     def __init__(self, db: Database, clock: Clock, exports: ExportService) -> None:
         self.db = db
         self.clock = clock
