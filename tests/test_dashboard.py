@@ -379,6 +379,7 @@ def test_viewers_read_alerts_and_payments_but_change_nothing(
     assert "Floor" in page and "Add Alert" not in page and "webhook-secret" not in page
     assert "Add Credits" in web.get("/billing/auto-recharge").text
     (alert,) = container.alerts.all("acme")
+    container.alerts.webhook_secret("acme")  # made on first use: now there is one to leak
     before = container.alerts.settings("acme")
     for path in (*NEW_FORMS, f"/billing/alerts/{alert.id}", f"/billing/alerts/{alert.id}/delete"):
         data = {

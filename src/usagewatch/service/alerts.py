@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from usagewatch.adapters.channels import UnsafeUrl, check_webhook_url
-from usagewatch.adapters.db import alerts_store
+from usagewatch.adapters.db import alerts_store, store
 from usagewatch.adapters.db.alerts_store import AlertRow, SettingsRow
 from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.db.schema import SERVICES, credit_lots, notifications
@@ -84,9 +84,9 @@ class Figures:
     the current month and the three before it (today's and this month's usage, the average
     monthly usage, the last 7 days' burn), and this month's cost per service."""
 
-    def __init__(self, cmd: Command) -> None:
-        self.cmd = cmd
-        self.today = date.fromisoformat(cmd.today)
+    def __init__(self, conn: sa.Connection, state: store.AccountState, today: str) -> None:
+        self.conn, self.state, self.today_text = conn, state, today
+        self.today = date.fromisoformat(today)
         self.month_start = self.today.replace(day=1)
         self._days: dict[str, int] | None = None
         self._services: dict[str, tuple[int, int]] = {}
@@ -95,11 +95,11 @@ class Figures:
     def _load(self) -> dict[str, int]:
         if self._days is None:
             self._days, self._services = alerts_store.usage_figures(
-                self.cmd.conn,
-                self.cmd.state.account_id,
+                self.conn,
+                self.state.account_id,
                 _add_months(self.month_start, -3).isoformat(),
                 self.month_start.isoformat(),
-                self.cmd.today,
+                self.today_text,
             )
         return self._days
 
@@ -120,8 +120,8 @@ class Figures:
     def _average_monthly_usage(self) -> int | None:
         """The rule of `domain.alerts.average_monthly_usage`: complete months are calendar
         months the account existed for from their first day."""
-        tz = self.cmd.state.timezone
-        created = local_date(from_micros(self.cmd.state.account_created_at_us), tz)
+        tz = self.state.timezone
+        created = local_date(from_micros(self.state.account_created_at_us), tz)
         first_full = created if created.day == 1 else _add_months(created.replace(day=1), 1)
         cursor = max(first_full, _add_months(self.month_start, -3))
         monthly: list[int] = []
@@ -327,10 +327,21 @@ class AlertService:
 
     # -- notification settings and the webhook secret --------------------------------------
     def settings(self, account_id: str) -> SettingsRow:
+        """Where system notices go. Never set: an empty row, not stored, whose secret is ""
+        (a secret is made on first use: `webhook_secret`)."""
+        with self.db.read() as conn:
+            if store.read_account_state(conn, account_id) is None:
+                raise NotFound("account_not_found", f"no account {account_id!r}")
+            row = alerts_store.read_settings(conn, account_id)
+        return row or SettingsRow(account_id, [], [], None, "", 0)
+
+    def webhook_secret(self, account_id: str) -> str:
+        """The account's webhook signing secret, made (and stored) on first use."""
+
         def command(cmd: Command) -> SettingsRow:
             return self._settings(cmd)
 
-        return self.ledger.run_command(account_id, None, None, SettingsRow, command)
+        return self.ledger.run_command(account_id, None, None, SettingsRow, command).webhook_secret
 
     def put_settings(
         self, account_id: str, emails: list[str], phones: list[str], webhook_url: str | None
@@ -389,20 +400,20 @@ class AlertService:
             else:
                 relevant = alert.state == "armed" and charged
             if relevant:
-                figures = figures or Figures(cmd)
+                figures = figures or Figures(cmd.conn, cmd.state, cmd.today)
                 self._evaluate(cmd, copy.copy(alert), figures)
 
     def average_monthly_usage(self, account_id: str) -> int | None:
         """The average monthly usage that percentage thresholds apply to, now."""
-
-        def command(cmd: Command) -> int:
-            return Figures(cmd).average_monthly_usage() or -1
-
-        average = self.ledger.run_command(account_id, None, None, int, command)
-        return average if average >= 0 else None
+        with self.db.read() as conn:
+            state = store.read_account_state(conn, account_id)
+            if state is None:
+                raise NotFound("account_not_found", f"no account {account_id!r}")
+            today = local_date(self.clock.now(), state.timezone).isoformat()
+            return Figures(conn, state, today).average_monthly_usage()
 
     def _evaluate(self, cmd: Command, alert: AlertRow, figures: Figures | None = None) -> None:
-        figures = figures or Figures(cmd)
+        figures = figures or Figures(cmd.conn, cmd.state, cmd.today)
         now_us = cmd.now_us
         repeat_due = (
             alert.last_triggered_at_us is not None
@@ -461,7 +472,7 @@ class AlertService:
             today, month = figures.service(alert.service)
             return Money(today if alert.period == "day" else month)
         if alert.period == "day":
-            return Money(figures.days.get(figures.cmd.today, 0))
+            return Money(figures.days.get(figures.today_text, 0))
         first = figures.month_start.isoformat()
         return Money(sum(v for d, v in figures.days.items() if d >= first))
 

@@ -255,7 +255,7 @@ class LimitsService:
 
     @staticmethod
     def _campaign_notice(
-        conn: Connection, campaign: CampaignRow, event: str, now_us: int, state: Any
+        conn: Connection, campaign: CampaignRow, event: str, now_us: int, state: store.AccountState
     ) -> None:
         currency = state.currency
         spent = Money(campaign.spent_micros).format()
@@ -286,10 +286,11 @@ class LimitsService:
 
     # -- settings ------------------------------------------------------------------------
     def get(self, account_id: str) -> LimitsView:
-        def command(cmd: Command) -> LimitsView:
-            return self._view(cmd)
-
-        return self.ledger.run_command(account_id, None, None, LimitsView, command)
+        with self.db.read() as conn:
+            state = store.read_account_state(conn, account_id)
+            if state is None:
+                raise NotFound("account_not_found", f"no account {account_id!r}")
+            return self._view(conn, state, self.clock.now())
 
     def put(self, account_id: str, limits: Limits) -> LimitsView:
         """Replace the account's limits; they apply to the next decision. A pause that a
@@ -298,16 +299,9 @@ class LimitsService:
         def command(cmd: Command) -> LimitsView:
             check_limits(limits, self.rates.card_in(cmd.conn, account_id))
             self._write(cmd, limits, resumed_because="the spending limits were changed")
-            return self._view(cmd)
+            return self._view(cmd.conn, cmd.state, cmd.now)
 
         return self.ledger.run_command(account_id, None, None, LimitsView, command)
-
-    def apply_sandbox_defaults(self, account_id: str) -> None:
-        def command(cmd: Command) -> None:
-            if limits_store.read_limits(cmd.conn, account_id) is None:
-                self._write(cmd, Limits.sandbox(), resumed_because=None)
-
-        self.ledger.run_command(account_id, None, None, type(None), command)
 
     def _write(self, cmd: Command, limits: Limits, resumed_because: str | None) -> None:
         before = limits_store.read_limits(cmd.conn, cmd.state.account_id)
@@ -330,23 +324,24 @@ class LimitsService:
         )
         notifications.record(cmd.conn, cmd.state.account_id, notice, cmd.now_us)
 
-    def _view(self, cmd: Command) -> LimitsView:
-        row = limits_store.read_limits(cmd.conn, cmd.state.account_id)
-        day = cmd.today
-        days = limits_store.charged_by_day(cmd.conn, cmd.state.account_id, day[:8] + "01")
-        now = cmd.now_us
+    @staticmethod
+    def _view(conn: Connection, state: store.AccountState, at: datetime) -> LimitsView:
+        row = limits_store.read_limits(conn, state.account_id)
+        day = local_date(at, state.timezone).isoformat()
+        days = limits_store.charged_by_day(conn, state.account_id, day[:8] + "01")
+        now = to_micros(at)
         return LimitsView(
             limits=row.limits if row is not None else Limits(),
             daily_paused_until_us=_live(row.daily_paused_until_us if row else None, now),
             monthly_paused_until_us=_live(row.monthly_paused_until_us if row else None, now),
             charged_today_micros=days.get(day, 0),
             charged_this_month_micros=sum(days.values()),
-            reserved_micros=cmd.state.reserved_micros,
+            reserved_micros=state.reserved_micros,
             updated_at_us=row.updated_at_us if row is not None else None,
         )
 
     def outbound_block(
-        self, conn: Connection, state: Any, days: dict[str, int], now: datetime
+        self, conn: Connection, state: store.AccountState, days: dict[str, int], now: datetime
     ) -> str | None:
         """Why outbound is stopped right now, for the balance view (None = it is not)."""
         row = limits_store.read_limits(conn, state.account_id)

@@ -15,7 +15,6 @@ integer micro-units until the API formats it.
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -459,13 +458,3 @@ def _months_back(today: date, count: int) -> list[str]:
         keys.append(f"{year:04d}-{month:02d}")
         year, month = (year - 1, 12) if month == 1 else (year, month - 1)
     return keys[::-1]
-
-
-def totals_by_service(rows: list[DailyRow]) -> dict[str, Counted]:
-    out: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for row in rows:
-        sums = out[row.service]
-        sums[0] += row.records
-        sums[1] += row.quantity
-        sums[2] += row.cost_micros
-    return {svc: Counted(*out[svc]) for svc in SERVICES if svc in out}

@@ -175,11 +175,17 @@ async def _alerts_page(
         triggered = {a.id: a.last_triggered_at_us for a in rows}
         settings = alerts_api.settings_out(d.c.alerts.settings(account_id))
         average = d.c.alerts.average_monthly_usage(account_id)
+        estimates = {  # what each percentage threshold amounts to now, by the alerts' rule
+            a.id: rules.percent_of(average, a.threshold_percent_bp).micros
+            for a in rows
+            if a.threshold_percent_bp is not None and average is not None
+        }
         return {
             "alerts": alerts,
             "triggered_us": triggered,
             "settings": settings,
             "average_micros": average,
+            "estimates": estimates,
         }
 
     data = await run_in_threadpool(read)
@@ -387,8 +393,8 @@ async def reveal_secret(request: Request) -> Response:
     await d.form(request, session)
     if _refuse_viewer(session):
         return await _alerts_page(d, request, session, 403, secret_error=VIEWER_ERROR)
-    settings = await run_in_threadpool(d.c.alerts.settings, session.account_id or "")
-    return await _alerts_page(d, request, session, secret=settings.webhook_secret)
+    secret = await run_in_threadpool(d.c.alerts.webhook_secret, session.account_id or "")
+    return await _alerts_page(d, request, session, secret=secret)
 
 
 @router.post("/billing/webhook-secret/rotate")

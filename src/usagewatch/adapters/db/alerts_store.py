@@ -117,33 +117,6 @@ def next_alert_check(conn: Connection) -> int | None:
 
 
 # -- usage figures the alerts need -----------------------------------------------------------
-def charged_between(conn: Connection, account_id: str, first: str, last: str) -> dict[str, int]:
-    """Charged usage per account-local day in [first, last]."""
-    query = sa.select(daily_charges.c.local_date, daily_charges.c.charged_micros).where(
-        daily_charges.c.account_id == account_id,
-        daily_charges.c.local_date >= first,
-        daily_charges.c.local_date <= last,
-    )
-    return {row[0]: int(row[1]) for row in conn.execute(query)}
-
-
-def service_costs(
-    conn: Connection, account_id: str, first: str, today: str
-) -> dict[str, tuple[int, int]]:
-    """{service: (cost on `today`, cost from `first` to `today`)} in one query."""
-    r = usage_rollups.c
-    query = (
-        sa.select(
-            r.service,
-            sa.func.sum(sa.case((r.local_date == today, r.cost_micros), else_=0)),
-            sa.func.sum(r.cost_micros),
-        )
-        .where(r.account_id == account_id, r.local_date >= first, r.local_date <= today)
-        .group_by(r.service)
-    )
-    return {row[0]: (int(row[1]), int(row[2])) for row in conn.execute(query)}
-
-
 _d, _r = daily_charges.c, usage_rollups.c
 _usage_figures = sa.union_all(
     sa.select(sa.literal("d"), _d.local_date, _d.charged_micros, sa.literal(0)).where(

@@ -186,15 +186,18 @@ def campaign_facts(
     if row is None:
         return None
     campaign = CampaignRow(*row[:-1])
-    facts = CampaignFacts(
+    return campaign, _facts(campaign, int(row[-1]))
+
+
+def _facts(campaign: CampaignRow, held_micros: int) -> CampaignFacts:
+    return CampaignFacts(
         campaign_id=campaign.campaign_id,
         budget=Money(campaign.budget_micros),
         spent=Money(campaign.spent_micros),
-        held=Money(int(row[-1])),
+        held=Money(held_micros),
         status=campaign.status,
         paused_reason=campaign.paused_reason,
     )
-    return campaign, facts
 
 
 def find_campaign(conn: Connection, account_id: str, campaign_id: str) -> CampaignRow | None:
@@ -436,12 +439,5 @@ def read_gate(
     values = row[10 : 10 + len(_CAMPAIGN_COLUMNS)]
     if values[1] is not None:
         campaign = CampaignRow(*values)
-        facts = CampaignFacts(
-            campaign_id=campaign.campaign_id,
-            budget=Money(campaign.budget_micros),
-            spent=Money(campaign.spent_micros),
-            held=Money(int(row[-1])),
-            status=campaign.status,
-            paused_reason=campaign.paused_reason,
-        )
+        facts = _facts(campaign, int(row[-1]))
     return GateRow(limits, int(row[8]), int(row[9] or 0), campaign, facts)

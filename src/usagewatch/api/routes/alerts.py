@@ -359,7 +359,7 @@ class SecretOut(BaseModel):
 def get_secret(
     account_id: str, _: Principal = Depends(allow(MANAGE)), c: Container = Depends(container)
 ) -> SecretOut:
-    return SecretOut(secret=c.alerts.settings(account_id).webhook_secret)
+    return SecretOut(secret=c.alerts.webhook_secret(account_id))
 
 
 @router.post(
