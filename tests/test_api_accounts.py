@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, ADMIN_TOKEN
 from usagewatch.adapters.db.schema import api_keys, users
-from usagewatch.bootstrap import Container
+from usagewatch.bootstrap import Container, build
+from usagewatch.config import Settings
+from usagewatch.domain.accounts import Principal, Role
+from usagewatch.domain.clock import ManualClock
 from usagewatch.domain.security import verify_password
+from usagewatch.service.accounts import KeyCache
+
+ADMIN_PRINCIPAL = Principal(Role.ADMIN, None, None)
 
 # API.md's fields, plus inbound_at_zero (the inbound policy at zero balance)
 ACCOUNT_FIELDS = {
@@ -401,3 +408,61 @@ def test_create_user_for_unknown_account_is_404(client: TestClient) -> None:
         headers=ADMIN,
     )
     assert_error(response, 404, "account_not_found")
+
+
+def test_a_key_revoked_by_another_process_stops_working_within_the_cache_time(
+    database_url: str, clock: ManualClock
+) -> None:
+    """Each process keeps keys it looked up for `api_key_cache_seconds` (monotonic time):
+    revoked through one process, a key still works in another until its entry there is
+    that old, then never again. Unknown tokens are never kept."""
+    settings = Settings(database_url=database_url, test_clock=True, api_key_cache_seconds=0.5)
+    first = build(settings, ADMIN_TOKEN, clock=clock)
+    second = build(settings, ADMIN_TOKEN, clock=clock)
+    try:
+        first.accounts.create_account("Acme", "acme")
+        key = first.accounts.create_api_key("acme", "platform", ADMIN_PRINCIPAL)
+        assert second.accounts.known_principal(key.token) is None  # not looked up yet
+        seen = second.accounts.principal_for_token(key.token)
+        assert seen is not None and seen.account_id == "acme"
+        assert second.accounts.known_principal(key.token) == seen
+        first.accounts.revoke_api_key("acme", key.key_id)
+        assert first.accounts.principal_for_token(key.token) is None
+        assert second.accounts.principal_for_token(key.token) == seen  # cached in `second`
+        time.sleep(0.6)  # the cache follows real time, not the test clock
+        assert second.accounts.known_principal(key.token) is None
+        assert second.accounts.principal_for_token(key.token) is None
+        assert second.accounts.principal_for_token("no-such-token") is None
+        assert second.accounts.known_principal("no-such-token") is None
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_lookup_that_began_before_a_revocation_is_not_kept() -> None:
+    cache = KeyCache(60)
+    principal = Principal(Role.PLATFORM, "acme", "key_1")
+    began = cache.generation
+    cache.clear()  # a revocation while the lookup was reading the database
+    cache.put("digest", principal, began)
+    assert cache.get("digest") is None
+    cache.put("digest", principal, cache.generation)
+    assert cache.get("digest") == principal
+    assert KeyCache(0).get("digest") is None  # 0 keeps nothing
+
+
+def test_without_the_cache_a_revocation_elsewhere_is_seen_at_once(
+    database_url: str, clock: ManualClock
+) -> None:
+    settings = Settings(database_url=database_url, test_clock=True, api_key_cache_seconds=0)
+    first = build(settings, ADMIN_TOKEN, clock=clock)
+    second = build(settings, ADMIN_TOKEN, clock=clock)
+    try:
+        first.accounts.create_account("Acme", "acme")
+        key = first.accounts.create_api_key("acme", "owner", ADMIN_PRINCIPAL)
+        assert second.accounts.principal_for_token(key.token) is not None
+        first.accounts.revoke_api_key("acme", key.key_id)
+        assert second.accounts.principal_for_token(key.token) is None
+    finally:
+        first.close()
+        second.close()

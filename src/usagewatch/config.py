@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="body size limit")
     sweep_interval_seconds: float = Field(1.0, gt=0, le=60, description="expiry sweeper period")
     db_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections per process")
+    api_key_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="how long a process trusts an API key it looked up"
+    )
     log_level: str = Field("info", description="uvicorn log level")
     call_reservation_window_seconds: int = Field(
         300, ge=1, le=3600, description="seconds of a call each hold (and extension) covers"

@@ -8,10 +8,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal, Role
 from usagewatch.domain.errors import Forbidden, NotFound, Unauthenticated
+from usagewatch.service.accounts import basic_principal
 
 # What each kind of action allows. The operator (admin) may do everything.
 READ = frozenset({Role.OWNER, Role.VIEWER, Role.PLATFORM})
@@ -19,9 +21,10 @@ MANAGE = frozenset({Role.OWNER})
 OPERATOR = frozenset[Role]()
 
 
-# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in a
-# worker thread, and that hop costs more than the check itself. Authentication reads the
-# database, so it stays a plain `def`.
+# Dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread,
+# and that hop costs more than the check itself. Authentication reads the database only
+# for a key this process has not seen lately (`AccountService.known_principal`), and then
+# in a worker thread.
 def container_of(request: Request) -> Container:
     return request.app.state.container  # type: ignore[no-any-return]
 
@@ -30,26 +33,49 @@ async def container(request: Request) -> Container:
     return container_of(request)
 
 
-def current_principal(request: Request) -> Principal:
+def _credentials(request: Request) -> tuple[str | None, str | None]:
+    """(token, Basic user name or None) from the Authorization header."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    services = container_of(request).accounts
-    principal = None
     if scheme.lower() == "bearer" and value:
-        principal = services.principal_for_token(value.strip())
-    elif scheme.lower() == "basic" and value:
+        return value.strip() or None, None
+    if scheme.lower() == "basic" and value:
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            decoded = ""
+            return None, None
         username, sep, password = decoded.partition(":")
-        if sep:
-            principal = services.principal_for_basic(username, password)
+        return (password or None) if sep else None, username
+    return None, None
+
+
+def _checked(principal: Principal | None, username: str | None) -> Principal:
+    if principal is not None and username is not None:
+        principal = basic_principal(principal, username)
     if principal is None:
         raise Unauthenticated(
             "unauthenticated", "send HTTP Basic key_id:token or Authorization: Bearer token"
         )
     return principal
+
+
+def principal_of(request: Request) -> Principal:
+    """Who is calling (401 `unauthenticated` when nobody); may read the database."""
+    token, username = _credentials(request)
+    accounts = container_of(request).accounts
+    return _checked(accounts.principal_for_token(token) if token else None, username)
+
+
+async def current_principal(request: Request) -> Principal:
+    """`principal_of` as a dependency: the database read, when needed, in a worker thread."""
+    token, username = _credentials(request)
+    principal = None
+    if token:
+        accounts = container_of(request).accounts
+        principal = accounts.known_principal(token)
+        if principal is None:
+            principal = await run_in_threadpool(accounts.principal_for_token, token)
+    return _checked(principal, username)
 
 
 def allow(roles: frozenset[Role]) -> Callable[..., Coroutine[Any, Any, Principal]]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
@@ -27,6 +30,8 @@ from usagewatch.domain.security import (
 from usagewatch.service.ledger import new_id
 
 LIST_LIMIT_MAX = 1000
+KEY_CACHE_SIZE = 10_000
+ADMIN = Principal(Role.ADMIN, None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +81,54 @@ class KeyView:
     revoked_at_us: int | None
 
 
+class KeyCache:
+    """API keys this process looked up, by token digest, for `seconds` (monotonic time:
+    it bounds how stale a key may be, it is no business rule of the test clock). Only
+    keys that were found are kept; a revocation here empties it, and a lookup that began
+    before the revocation is not kept (`generation`)."""
+
+    def __init__(self, seconds: float, size: int = KEY_CACHE_SIZE) -> None:
+        self.seconds = seconds
+        self._size = size
+        self._entries: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def get(self, digest: str) -> Principal | None:
+        with self._lock:
+            found = self._entries.get(digest)
+            if found is None:
+                return None
+            if found[0] <= time.monotonic():
+                del self._entries[digest]
+                return None
+            return found[1]
+
+    def put(self, digest: str, principal: Principal, generation: int) -> None:
+        if self.seconds <= 0:
+            return
+        with self._lock:
+            if generation != self.generation:
+                return  # a revocation happened since this lookup began
+            self._entries[digest] = (time.monotonic() + self.seconds, principal)
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.generation += 1
+
+
 class AccountService:
-    def __init__(self, db: Database, clock: Clock, admin_token: str) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, admin_token: str, key_cache_seconds: float = 5.0
+    ) -> None:
         self.db = db
         self.clock = clock
         self._admin_token_hash = hash_token(admin_token)
+        self._keys = KeyCache(key_cache_seconds)
 
     # -- accounts ------------------------------------------------------------------------
     def create_account(
@@ -181,6 +229,7 @@ class AccountService:
                 )
                 .values(revoked_at_us=to_micros(self.clock.now()))
             )
+        self._keys.clear()  # revoked here: refused from this request on
         if done.rowcount != 1:
             raise NotFound("api_key_not_found", f"no active key {key_id!r}")
 
@@ -255,25 +304,43 @@ class AccountService:
         return tokens_equal(hash_token(token), self._admin_token_hash)
 
     # -- authentication ----------------------------------------------------------------
+    def known_principal(self, token: str) -> Principal | None:
+        """Who `token` is, when that is known without the database: the admin token, or a
+        key this process looked up in the last `api_key_cache_seconds`. None: look it up
+        (`principal_for_token`)."""
+        return self._known(hash_token(token))
+
+    def _known(self, digest: str) -> Principal | None:
+        if tokens_equal(digest, self._admin_token_hash):
+            return ADMIN
+        return self._keys.get(digest)
+
     def principal_for_token(self, token: str) -> Principal | None:
         """Bearer token: the operator's admin token, or an API key's token."""
         digest = hash_token(token)
-        if tokens_equal(digest, self._admin_token_hash):
-            return Principal(Role.ADMIN, None, None)
+        known = self._known(digest)
+        if known is not None:
+            return known
+        generation = self._keys.generation
         with self.db.read() as conn:
             row = conn.execute(_key_by_digest, {"digest": digest}).first()
-        return Principal(Role(row.role), row.account_id, row.key_id) if row else None
-
-    def principal_for_basic(self, username: str, password: str) -> Principal | None:
-        """Basic auth: username is the key id (or the account id, Exotel style)."""
-        principal = self.principal_for_token(password)
-        if principal is None:
+        if row is None:
             return None
-        if principal.role is Role.ADMIN and principal.key_id is None:
-            return principal  # the operator token with any username
-        if username in (principal.key_id, principal.account_id):
-            return principal
+        principal = Principal(Role(row.role), row.account_id, row.key_id)
+        self._keys.put(digest, principal, generation)
+        return principal
+
+
+def basic_principal(principal: Principal | None, username: str) -> Principal | None:
+    """The principal of HTTP Basic `username:password`, given who the password is: the
+    user name is the key id (or the account id, Exotel style)."""
+    if principal is None:
         return None
+    if principal.role is Role.ADMIN and principal.key_id is None:
+        return principal  # the operator token with any username
+    if username in (principal.key_id, principal.account_id):
+        return principal
+    return None
 
 
 _key_by_digest = sa.select(api_keys.c.key_id, api_keys.c.account_id, api_keys.c.role).where(

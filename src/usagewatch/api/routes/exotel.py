@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from usagewatch.api.auth import container_of, current_principal
+from usagewatch.api.auth import container_of, principal_of
 from usagewatch.bootstrap import Container
 from usagewatch.domain.errors import UsageWatchError
 from usagewatch.domain.money import Money
@@ -205,7 +205,7 @@ def _answer(c: Container, request: Request, account_sid: str, handler: Handler) 
     as_json = request.url.path.endswith(".json")
     try:
         try:
-            principal = current_principal(request)
+            principal = principal_of(request)
         except UsageWatchError as exc:
             raise RestError(401, "Authentication failed: send HTTP Basic sid:token") from exc
         queries = ExotelQueries(c.db, c.clock)
