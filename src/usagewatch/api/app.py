@@ -62,6 +62,9 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
         lifespan=lifespan,
         strict_content_type=False,  # a body without Content-Type is read as JSON too
         responses={"default": {"description": "error envelope", "model": None}},
+        # FastAPI's OpenTelemetry hooks look up providers on every request; usagewatch
+        # exports its own metrics (/metrics).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = c
     metrics = Metrics(c.db)
