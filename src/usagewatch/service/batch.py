@@ -125,7 +125,7 @@ class BatchService:
 
     def _apply(self, cmd: Command, events: list[_Event], results: list[EventResult | None]) -> None:
         account_id = cmd.state.account_id
-        card = self.rates.card_in(cmd.conn, account_id)
+        card = self.rates.card_in(cmd.conn, account_id, cmd.state.config_version)
         tz = cmd.state.timezone
         now_us = cmd.now_us
         # Events of a batch share few distinct prices and instants: work each out once.

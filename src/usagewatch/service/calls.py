@@ -98,7 +98,7 @@ class CallService:
                 if prior.request_fingerprint != print_ or prior.start_result_json is None:
                     raise Conflict("idempotency_key_reused", "call_sid used with another payload")
                 return CallResult(**json.loads(prior.start_result_json))
-            card = self.rates.card_in(cmd.conn, account_id)
+            card = self.rates.card_in(cmd.conn, account_id, cmd.state.config_version)
             admitted, allowance = self.limits.admit_call(
                 cmd, card, kind, campaign_id, held=Money(0), platform_max_seconds=limit
             )
@@ -163,7 +163,7 @@ class CallService:
             record = self._record(cmd, call_sid)
             if record.status != "in-progress":
                 raise Conflict("call_not_in_progress", f"call {call_sid!r} is {record.status}")
-            card = self.rates.card_in(cmd.conn, account_id)
+            card = self.rates.card_in(cmd.conn, account_id, cmd.state.config_version)
             kind = rating.parse_call_direction(record.sub_type)
             hold = store.find_hold(cmd.conn, account_id, call_sid)
             if hold is None:  # nothing is held for free or zero-balance inbound calls
@@ -205,7 +205,7 @@ class CallService:
                     raise Conflict("idempotency_key_reused", "the call already ended otherwise")
                 return CallResult(**json.loads(record.end_result_json))
             kind = rating.parse_call_direction(record.sub_type)
-            card = self.rates.card_in(cmd.conn, account_id)
+            card = self.rates.card_in(cmd.conn, account_id, cmd.state.config_version)
             if status == "completed":
                 priced = rating.price_call(card, kind, duration)
             else:
@@ -264,7 +264,8 @@ class CallService:
                 raise NotFound("account_not_found", f"no account {account_id!r}")
             return usage_store.list_records(conn, account_id, "voice", limit, before_id)
 
-    def _record(self, cmd: Command, call_sid: str) -> UsageRecord:
+    @staticmethod
+    def _record(cmd: Command, call_sid: str) -> UsageRecord:
         record = usage_store.find_record(cmd.conn, cmd.state.account_id, "voice", call_sid)
         if record is None:
             raise NotFound("call_not_found", f"no call {call_sid!r}")

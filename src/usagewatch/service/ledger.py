@@ -106,13 +106,12 @@ class Command:
     def today(self) -> str:
         return local_date(self.now, self.state.timezone).isoformat()
 
-    def post(self, posting: Posting, meta: store.EntryMeta) -> int:
+    def post(self, posting: Posting, meta: store.EntryMeta) -> None:
         kinds = {lot_id: lot.kind for lot_id, lot in self.book.lots.items()}
-        entry_id = store.apply_posting(
+        store.apply_posting(
             self.conn, self.state, posting, kinds, _next_expiry(self.book), meta, self.now_us
         )
         self.kinds.append(posting.kind.value)
-        return entry_id
 
     def record(
         self,

@@ -132,23 +132,41 @@ class LimitsService:
 
     # -- the gate, inside a command --------------------------------------------------------
     def read_gate(self, cmd: Command, campaign_id: str | None) -> Gate:
+        """The facts of a decision. The limits come from the per-process cache (by the
+        account's config_version); the day's and month's charges are read only when a cap
+        needs them, and the campaign only when the usage carries one, so usage under no
+        cap and no campaign reads nothing more."""
         state = cmd.state
-        day = cmd.today
-        read = limits_store.read_gate(cmd.conn, state.account_id, campaign_id, day[:8] + "01", day)
-        row = read.limits
+        row = limits_store.cached_limits(cmd.conn, state.account_id, state.config_version)
+        limits = row.limits.effective() if row is not None else Limits()
+        charged_today = charged_this_month = 0
+        campaign = campaign_facts = None
+        if (
+            campaign_id is not None
+            or limits.daily_cap is not None
+            or limits.monthly_cap is not None
+        ):
+            day = cmd.today
+            read = limits_store.read_gate(
+                cmd.conn, state.account_id, campaign_id, day[:8] + "01", day
+            )
+            row = read.limits  # the same, unless this very command changed them
+            limits = row.limits.effective() if row is not None else Limits()
+            charged_today, charged_this_month = read.charged_today, read.charged_this_month
+            campaign, campaign_facts = read.campaign, read.campaign_facts
         now = cmd.now_us
         facts = GateFacts(
             account_status=state.status,
             available=Money(state.available_micros),
             reserved=Money(state.reserved_micros),
-            charged_today=Money(read.charged_today),
-            charged_this_month=Money(read.charged_this_month),
+            charged_today=Money(charged_today),
+            charged_this_month=Money(charged_this_month),
             daily_paused=_pausing(row.daily_paused_until_us if row else None, now),
             monthly_paused=_pausing(row.monthly_paused_until_us if row else None, now),
-            limits=row.limits.effective() if row is not None else Limits(),
-            campaign=read.campaign_facts,
+            limits=limits,
+            campaign=campaign_facts,
         )
-        return Gate(facts, row, read.campaign)
+        return Gate(facts, row, campaign)
 
     def admit_charge(self, cmd: Command, price: Money, campaign_id: str | None) -> Gate:
         """Refuse (402, after committing the pause it causes) an outbound charge that a

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.db import store, usage_store
+from usagewatch.adapters.db.config_cache import cache_for
 from usagewatch.adapters.db.engine import Database
 from usagewatch.domain.clock import Clock, to_micros
 from usagewatch.domain.errors import NotFound
@@ -74,9 +75,21 @@ class RateService:
         self.clock = clock
         self.defaults = defaults
 
-    def card_in(self, conn: Connection, account_id: str) -> RateCard:
-        """The account's effective card, read inside the caller's transaction."""
-        stored = usage_store.read_rate_overrides(conn, account_id)
+    def card_in(
+        self, conn: Connection, account_id: str, config_version: int | None = None
+    ) -> RateCard:
+        """The account's effective card, read inside the caller's transaction; given the
+        `config_version` read with the account lock (a command), from the per-process cache
+        while that version holds (a rate change bumps it)."""
+        if config_version is None:
+            stored = usage_store.read_rate_overrides(conn, account_id)
+        else:
+            stored = cache_for(conn).get(
+                "rates",
+                account_id,
+                config_version,
+                lambda: usage_store.read_rate_overrides(conn, account_id),
+            )
         if stored is None:
             return self.defaults
         return self._merged(stored)

@@ -203,7 +203,7 @@ def charge_once(
     available balance cannot cover the price, unless `allow_overrun` (usage that already
     happened). A campaign's charges count toward its budget."""
     account_id = cmd.state.account_id
-    price = price_of(rates.card_in(cmd.conn, account_id))
+    price = price_of(rates.card_in(cmd.conn, account_id, cmd.state.config_version))
     record = UsageRecord(
         id=None,
         account_id=account_id,

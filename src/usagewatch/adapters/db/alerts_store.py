@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.db import store
-from usagewatch.adapters.db.config_cache import CACHE
+from usagewatch.adapters.db.config_cache import cache_for
 from usagewatch.adapters.db.schema import (
     alerts,
     daily_charges,
@@ -80,7 +80,9 @@ def delete_alert(conn: Connection, account_id: str, alert_id: str) -> bool:
 def cached_alerts(conn: Connection, account_id: str, config_version: int) -> list[AlertRow]:
     """The account's alerts, from the per-process cache while `config_version` holds. Shared
     objects: copy one (`copy.copy`) before changing it."""
-    return CACHE.get("alerts", account_id, config_version, lambda: account_alerts(conn, account_id))
+    return cache_for(conn).get(
+        "alerts", account_id, config_version, lambda: account_alerts(conn, account_id)
+    )
 
 
 def find_alert(conn: Connection, account_id: str, alert_id: str) -> AlertRow | None:

@@ -1,5 +1,7 @@
-"""A per-process cache of what the ledger's triggers read on every money movement (an
-account's alerts, its auto-recharge rule), keyed by the account's `config_version`.
+"""A per-process cache of what every money movement reads of an account's configuration
+(its alerts, its auto-recharge rule, its rate card), keyed by the account's
+`config_version`; one cache per database (engine), so two databases in one process never
+share entries.
 
 Every change to those rows bumps the version in the same transaction
 (`store.bump_config`), and every command reads the version with its account lock, so a
@@ -11,9 +13,12 @@ command read, so a change made later in the same command is never cached as curr
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
+
+from sqlalchemy.engine import Connection, Engine
 
 T = TypeVar("T")
 SIZE = 10_000
@@ -41,4 +46,15 @@ class ConfigCache:
         return value
 
 
-CACHE = ConfigCache()
+_CACHES: weakref.WeakKeyDictionary[Engine, ConfigCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def cache_for(conn: Connection) -> ConfigCache:
+    """The cache of the database `conn` belongs to."""
+    engine = conn.engine
+    with _CACHES_LOCK:
+        cache = _CACHES.get(engine)
+        if cache is None:
+            cache = _CACHES[engine] = ConfigCache()
+        return cache

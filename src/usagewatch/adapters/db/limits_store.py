@@ -9,6 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from usagewatch.adapters.db import store
+from usagewatch.adapters.db.config_cache import cache_for
+from usagewatch.adapters.db.prepared import Prepared
 from usagewatch.adapters.db.schema import (
     accounts,
     campaigns,
@@ -92,6 +95,7 @@ def write_limits(
     )
     if updated.rowcount == 0:
         conn.execute(spending_limits.insert().values(account_id=account_id, **values))
+    store.bump_config(conn, account_id)  # cached limits of the account go stale
 
 
 def set_paused_until(conn: Connection, account_id: str, column: str, until_us: int | None) -> None:
@@ -99,6 +103,15 @@ def set_paused_until(conn: Connection, account_id: str, column: str, until_us: i
         spending_limits.update()
         .where(spending_limits.c.account_id == account_id)
         .values({column: until_us})
+    )
+    store.bump_config(conn, account_id)
+
+
+def cached_limits(conn: Connection, account_id: str, config_version: int) -> LimitsRow | None:
+    """`read_limits` through the per-process cache, while `config_version` holds (every
+    write of the limits bumps it)."""
+    return cache_for(conn).get(
+        "limits", account_id, config_version, lambda: read_limits(conn, account_id)
     )
 
 
@@ -257,7 +270,7 @@ def _campaign_values(campaign: CampaignRow) -> dict[str, Any]:
     return {c.name: getattr(campaign, c.name) for c in _CAMPAIGN_COLUMNS}
 
 
-_add_spend = (
+_add_spend = Prepared(
     campaigns.update()
     .where(
         campaigns.c.account_id == sa.bindparam("account"),
@@ -270,8 +283,10 @@ _add_spend = (
 def add_campaign_spend(conn: Connection, spends: list[dict[str, Any]]) -> None:
     """Add charged usage to campaigns' spent (no-op for campaigns without a budget).
     Each item: {"account", "campaign", "micros"}."""
-    if spends:
-        conn.execute(_add_spend, spends)
+    if len(spends) == 1:
+        _add_spend.run(conn, spends[0])
+    elif spends:
+        _add_spend.executemany(conn, spends)
 
 
 # -- notifications ---------------------------------------------------------------------------
@@ -373,7 +388,7 @@ def priced_usage_since(conn: Connection, account_id: str, since_us: int) -> Any:
 # today's charges, and the campaign (if the usage carries one that has a budget) with what
 # its calls in progress hold.
 _dc = daily_charges.c
-_gate_query = (
+_gate_query = Prepared(
     sa.select(
         *_read_limits.selected_columns,
         sa.select(sa.func.coalesce(sa.func.sum(_dc.charged_micros), 0))
@@ -412,15 +427,16 @@ class GateRow:
 def read_gate(
     conn: Connection, account_id: str, campaign_id: str | None, month_start: str, today: str
 ) -> GateRow:
-    row = conn.execute(
-        _gate_query,
+    row = _gate_query.first(
+        conn,
         {
             "account": account_id,
             "campaign": campaign_id,
             "month_start": month_start,
             "today": today,
         },
-    ).one()
+    )
+    assert row is not None, "the account is locked, so it exists"
     limits = None
     if row[0] is not None:
         limits = LimitsRow(

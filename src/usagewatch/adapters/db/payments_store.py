@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.db import store
-from usagewatch.adapters.db.config_cache import CACHE
+from usagewatch.adapters.db.config_cache import cache_for
 from usagewatch.adapters.db.schema import auto_recharge, payments
 from usagewatch.domain.money import Money
 from usagewatch.domain.payments import AutoRechargeRule
@@ -70,7 +70,7 @@ def set_paused_until(conn: Connection, account_id: str, until_us: int | None) ->
 
 def cached_rule(conn: Connection, account_id: str, config_version: int) -> RuleRow | None:
     """`read_rule` through the per-process cache, while `config_version` holds."""
-    return CACHE.get(
+    return cache_for(conn).get(
         "auto_recharge", account_id, config_version, lambda: read_rule(conn, account_id)
     )
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from usagewatch.adapters.db.prepared import Prepared
 from usagewatch.adapters.db.schema import (
     accounts,
     balances,
@@ -72,28 +73,21 @@ _STATE_COLUMNS = (
 )
 _STATE_FROM = balances.join(accounts, accounts.c.id == balances.c.account_id)
 
-# The statements of the hot paths (every command, every balance read) are built once, here:
-# building a statement per call (coercions, cache key) costs more Python time than running
-# it. Values travel as bind parameters.
-_read_state = (
+# The statements of the hot paths (every command, every balance read) are built once, here,
+# and run through the driver (`Prepared`): building and executing a statement through
+# SQLAlchemy costs more Python time than running it. Values travel as bind parameters.
+_read_state_query = (
     sa.select(*_STATE_COLUMNS)
     .select_from(_STATE_FROM)
     .where(balances.c.account_id == sa.bindparam("account"))
 )
-_lock_state = _read_state.with_for_update(of=balances)
-
-
-def lock_account(conn: Connection, account_id: str) -> AccountState | None:
-    """Read the balance row and lock it until the transaction ends (PostgreSQL row lock;
-    on SQLite the transaction already holds the database's write lock)."""
-    query = _lock_state if conn.dialect.name == "postgresql" else _read_state
-    row = conn.execute(query, {"account": account_id}).one_or_none()
-    return AccountState(**row._mapping) if row is not None else None
+_read_state = Prepared(_read_state_query)
+_lock_state = Prepared(_read_state_query.with_for_update(of=balances))
 
 
 def read_account_state(conn: Connection, account_id: str) -> AccountState | None:
-    row = conn.execute(_read_state, {"account": account_id}).one_or_none()
-    return AccountState(**row._mapping) if row is not None else None
+    row = _read_state.first(conn, {"account": account_id})
+    return AccountState(*row) if row is not None else None
 
 
 _LOT_COLUMNS = (
@@ -158,13 +152,23 @@ def _nulls(columns: Iterable[sa.Column[Any]]) -> list[Any]:
 
 
 # The entry written with this key (part 0, at most one row), then the open lots (part 1).
-_prior_and_open_lots = sa.union_all(
-    sa.select(sa.literal_column("0"), *_PRIOR_COLUMNS, *_nulls(_LOT_COLUMNS)).where(
-        journal_entries.c.account_id == sa.bindparam("account"),
-        journal_entries.c.idempotency_key == sa.bindparam("key"),
-    ),
-    sa.select(sa.literal_column("1"), *_nulls(_PRIOR_COLUMNS), *_LOT_COLUMNS).where(*_OPEN_LOT),
+_prior_and_open_lots = Prepared(
+    sa.union_all(
+        sa.select(sa.literal_column("0"), *_PRIOR_COLUMNS, *_nulls(_LOT_COLUMNS)).where(
+            journal_entries.c.account_id == sa.bindparam("account"),
+            journal_entries.c.idempotency_key == sa.bindparam("key"),
+        ),
+        sa.select(sa.literal_column("1"), *_nulls(_PRIOR_COLUMNS), *_LOT_COLUMNS).where(*_OPEN_LOT),
+    )
 )
+
+
+def lock_account(conn: Connection, account_id: str) -> AccountState | None:
+    """Read the balance row and lock it until the transaction ends (PostgreSQL row lock;
+    on SQLite the transaction already holds the database's write lock)."""
+    query = _lock_state if conn.dialect.name == "postgresql" else _read_state
+    row = query.first(conn, {"account": account_id})
+    return AccountState(*row) if row is not None else None
 
 
 def load_book(
@@ -174,7 +178,7 @@ def load_book(
     any) and the account's open lots, in one round trip."""
     prior = None
     lots = []
-    for row in conn.execute(_prior_and_open_lots, {"account": account_id, "key": key or ""}):
+    for row in _prior_and_open_lots.all(conn, {"account": account_id, "key": key or ""}):
         if row[0] == 0:
             prior = PriorEntry(row[1], row[2])
         else:
@@ -202,9 +206,9 @@ def apply_posting(
     next_expiry_at_us: int | None,
     meta: EntryMeta,
     now_us: int,
-) -> int:
+) -> None:
     """Write one posting: lot updates, the balance row, the journal entry and its movements,
-    and today's charge total. Updates `state` in place. Returns the entry id."""
+    and today's charge total. Updates `state` in place."""
     paid_delta = promotional_delta = 0
     for m in posting.movements:
         if lot_kinds[m.lot_id] is LotKind.PAID:
@@ -256,8 +260,8 @@ def apply_posting(
     if conn.dialect.name == "postgresql":
         # One round trip for the whole posting, and the NOTIFY that tells every process's
         # balance listeners (delivered when the transaction commits, once per transaction).
-        entry_id, updated, _ = conn.execute(
-            _apply_posting_pg,
+        row = _apply_posting_pg.first(
+            conn,
             {
                 **balance,
                 **entry,
@@ -267,12 +271,12 @@ def apply_posting(
                 "channel": BALANCE_CHANNEL,
                 "charge": charge,
             },
-        ).one()
-        assert updated == 1, "the balance row changed under our lock"
-        return int(entry_id)
+        )
+        assert row is not None and row[1] == 1, "the balance row changed under our lock"
+        return
     if posting.movements:
-        conn.execute(
-            _update_lot,
+        _update_lot.executemany(
+            conn,
             [
                 {
                     "lot": m.lot_id,
@@ -282,12 +286,12 @@ def apply_posting(
                 for m in posting.movements
             ],
         )
-    updated = conn.execute(_update_balance, balance)
-    assert updated.rowcount == 1, "the balance row changed under our lock"
-    entry_id = conn.execute(_insert_entry, entry).scalar_one()
+    updated = _update_balance.run(conn, balance)
+    assert updated == 1, "the balance row changed under our lock"
+    entry_id = _insert_entry.scalar(conn, entry)
     if posting.movements:
-        conn.execute(
-            _insert_movements,
+        _insert_movements.executemany(
+            conn,
             [
                 {
                     "entry_id": entry_id,
@@ -299,14 +303,12 @@ def apply_posting(
             ],
         )
     if charge:
-        conn.execute(
-            _upsert_daily_charge_sqlite,
-            {"account": state.account_id, "date": meta.local_date, "micros": charge},
+        _upsert_daily_charge_sqlite.run(
+            conn, {"account": state.account_id, "date": meta.local_date, "micros": charge}
         )
-    return int(entry_id)
 
 
-_update_lot = (
+_update_lot = Prepared(
     credit_lots.update()
     .where(credit_lots.c.id == sa.bindparam("lot"))
     .values(
@@ -315,7 +317,7 @@ _update_lot = (
     )
 )
 
-_update_balance = (
+_update_balance = Prepared(
     balances.update()
     .where(
         balances.c.account_id == sa.bindparam("account"),
@@ -332,8 +334,12 @@ _update_balance = (
     )
 )
 
-_insert_entry = journal_entries.insert().returning(journal_entries.c.id)
-_insert_movements = journal_movements.insert()
+_ENTRY_NAMES = [c.name for c in journal_entries.c if c.name != "id"]
+_insert_entry = Prepared(journal_entries.insert().returning(journal_entries.c.id), _ENTRY_NAMES)
+_insert_movements = Prepared(
+    journal_movements.insert(),
+    ["entry_id", "lot_id", "remaining_delta_micros", "held_delta_micros"],
+)
 
 _ENTRY_COLUMNS = (
     "account_id, version, kind, amount_micros, reserved_delta_micros, overdraft_delta_micros,"
@@ -345,8 +351,9 @@ _ENTRY_COLUMNS = (
 # statement (data-modifying CTEs; each runs exactly once, constraints and foreign keys are
 # checked as usual), the day's charge total and the balance NOTIFY. Returns the entry id and how
 # many balance rows were updated.
-_apply_posting_pg = sa.text(
-    f"""
+_apply_posting_pg = Prepared(
+    sa.text(
+        f"""
     WITH moves AS (
         SELECT m.lot_id, m.remaining_delta, m.held_delta
         FROM unnest(
@@ -384,6 +391,7 @@ _apply_posting_pg = sa.text(
     )
     SELECT entry.id, (SELECT count(*) FROM balance), pg_notify(:channel, :account) FROM entry
     """
+    )
 )
 
 
@@ -399,7 +407,7 @@ def _upsert_daily_charge(insert: Any) -> Any:
     )
 
 
-_upsert_daily_charge_sqlite = _upsert_daily_charge(sqlite_insert)
+_upsert_daily_charge_sqlite = Prepared(_upsert_daily_charge(sqlite_insert))
 
 
 # The balance row with the account's day totals since a date, in one round trip (the
@@ -464,35 +472,46 @@ class HoldRow:
     captured_micros: int | None
 
 
+_HOLD_NAMES = [c.name for c in holds.c]
+_find_hold = Prepared(
+    sa.select(*holds.c).where(
+        holds.c.account_id == sa.bindparam("account"),
+        holds.c.reference == sa.bindparam("reference"),
+    )
+)
+_insert_hold = Prepared(holds.insert(), _HOLD_NAMES)
+_update_hold = Prepared(
+    holds.update()
+    .where(holds.c.id == sa.bindparam("hold"))
+    .values({c: sa.bindparam(f"new_{c.name}") for c in holds.c if c.name != "id"})
+)
+_held = sa.func.sum(journal_movements.c.held_delta_micros)
+_hold_allocations = Prepared(
+    sa.select(journal_movements.c.lot_id, _held)
+    .join(journal_entries, journal_entries.c.id == journal_movements.c.entry_id)
+    .where(journal_entries.c.hold_id == sa.bindparam("hold"))
+    .group_by(journal_movements.c.lot_id)
+    .having(_held != 0)
+)
+
+
 def find_hold(conn: Connection, account_id: str, reference: str) -> HoldRow | None:
-    row = conn.execute(
-        sa.select(*holds.c).where(holds.c.account_id == account_id, holds.c.reference == reference)
-    ).one_or_none()
+    row = _find_hold.first(conn, {"account": account_id, "reference": reference})
     return HoldRow(*row) if row is not None else None
 
 
 def insert_hold(conn: Connection, hold: HoldRow) -> None:
-    conn.execute(holds.insert().values(**_hold_values(hold)))
+    _insert_hold.run(conn, {name: getattr(hold, name) for name in _HOLD_NAMES})
 
 
 def update_hold(conn: Connection, hold: HoldRow) -> None:
-    conn.execute(holds.update().where(holds.c.id == hold.id).values(**_hold_values(hold)))
-
-
-def _hold_values(hold: HoldRow) -> dict[str, Any]:
-    return {c.name: getattr(hold, c.name) for c in holds.c}
+    values = {f"new_{name}": getattr(hold, name) for name in _HOLD_NAMES if name != "id"}
+    _update_hold.run(conn, {"hold": hold.id, **values})
 
 
 def hold_allocations(conn: Connection, hold_id: str) -> dict[str, Money]:
     """What an open hold reserves on each lot, summed from its journal movements."""
-    held = sa.func.sum(journal_movements.c.held_delta_micros)
-    rows = conn.execute(
-        sa.select(journal_movements.c.lot_id, held)
-        .join(journal_entries, journal_entries.c.id == journal_movements.c.entry_id)
-        .where(journal_entries.c.hold_id == hold_id)
-        .group_by(journal_movements.c.lot_id)
-        .having(held != 0)
-    )
+    rows = _hold_allocations.all(conn, {"hold": hold_id})
     return {lot_id: Money(int(micros)) for lot_id, micros in rows}
 
 

@@ -18,6 +18,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from usagewatch.adapters.db import store
+from usagewatch.adapters.db.prepared import Prepared
 from usagewatch.adapters.db.schema import (
     rate_cards,
     usage_records,
@@ -27,13 +29,14 @@ from usagewatch.adapters.db.schema import (
 )
 
 # -- rate cards ---------------------------------------------------------------------------
-_read_overrides = sa.select(rate_cards.c.overrides_json).where(
-    rate_cards.c.account_id == sa.bindparam("account")
+_read_overrides = Prepared(
+    sa.select(rate_cards.c.overrides_json).where(rate_cards.c.account_id == sa.bindparam("account"))
 )
 
 
 def read_rate_overrides(conn: Connection, account_id: str) -> str | None:
-    return conn.execute(_read_overrides, {"account": account_id}).scalar()
+    value: str | None = _read_overrides.scalar(conn, {"account": account_id})
+    return value
 
 
 def write_rate_overrides(
@@ -52,6 +55,7 @@ def write_rate_overrides(
             },
         )
     )
+    store.bump_config(conn, account_id)  # cached cards of the account go stale
 
 
 # -- usage records ------------------------------------------------------------------------
@@ -79,19 +83,21 @@ class UsageRecord:
     end_fingerprint: str | None = None
 
 
-_find_record = sa.select(*usage_records.c).where(
-    usage_records.c.account_id == sa.bindparam("account"),
-    usage_records.c.service == sa.bindparam("service"),
-    usage_records.c.natural_id == sa.bindparam("natural_id"),
+_find_record = Prepared(
+    sa.select(*usage_records.c).where(
+        usage_records.c.account_id == sa.bindparam("account"),
+        usage_records.c.service == sa.bindparam("service"),
+        usage_records.c.natural_id == sa.bindparam("natural_id"),
+    )
 )
 
 
 def find_record(
     conn: Connection, account_id: str, service: str, natural_id: str
 ) -> UsageRecord | None:
-    row = conn.execute(
-        _find_record, {"account": account_id, "service": service, "natural_id": natural_id}
-    ).one_or_none()
+    row = _find_record.first(
+        conn, {"account": account_id, "service": service, "natural_id": natural_id}
+    )
     return UsageRecord(*row) if row is not None else None
 
 
@@ -110,59 +116,86 @@ def list_records(
     return [UsageRecord(*row) for row in conn.execute(query)]
 
 
-def insert_record(conn: Connection, record: UsageRecord) -> int:
-    values = {c.name: getattr(record, c.name) for c in usage_records.c if c.name != "id"}
-    record.id = int(
-        conn.execute(usage_records.insert().returning(usage_records.c.id), values).scalar_one()
-    )
-    return record.id
+def insert_record(conn: Connection, record: UsageRecord) -> None:
+    """Insert a usage record without rolling it up (a call in progress: rolled up when it
+    ends). Its natural id must be new."""
+    _insert_record.run(conn, {name: getattr(record, name) for name in _RECORD_NAMES})
 
 
 def insert_record_once(conn: Connection, record: UsageRecord) -> bool:
-    """Insert a usage record and add it to its day's rollup row (one record, its quantity,
-    duration and price), unless the account already has its natural id: then nothing is
-    written and False is returned. PostgreSQL does it all (the three rollup grains included)
-    in one round trip; SQLite in four statements."""
+    """Insert a usage record and add it to its rollups (one record, its quantity, duration
+    and price, at the three grains), unless the account already has its natural id: then
+    nothing is written and False is returned. PostgreSQL does it all in one statement;
+    SQLite in four."""
     values = {name: getattr(record, name) for name in _RECORD_NAMES}
     if conn.dialect.name == "postgresql":
-        values["consumer_key"] = record.consumer or ""
-        values["campaign_key"] = record.campaign_id or ""
-        values["duration_sum"] = record.duration_seconds or 0
-        values["month"] = record.local_date[:7]
-        new_id = conn.execute(_insert_record_once_pg, values).scalar()
-    else:
-        new_id = conn.execute(_insert_record_once_sqlite, values).scalar()
-        if new_id is not None:
-            daily = {
-                "account_id": record.account_id,
-                "local_date": record.local_date,
-                "service": record.service,
-                "sub_type": record.sub_type,
-                "consumer": record.consumer or "",
-                "campaign_id": record.campaign_id or "",
-                "records": 1,
-                "quantity": record.quantity,
-                "duration_seconds": record.duration_seconds or 0,
-                "cost_micros": record.price_micros,
-                "delivered": 0,
-            }
-            upsert_daily, upsert_monthly, upsert_day_service = _UPSERTS["sqlite"]
-            conn.execute(upsert_daily, daily)
-            monthly = dict(daily, month=record.local_date[:7])
-            del monthly["local_date"]
-            conn.execute(upsert_monthly, monthly)
-            day_service = dict(daily)
-            del day_service["sub_type"], day_service["consumer"], day_service["campaign_id"]
-            conn.execute(upsert_day_service, day_service)
-    if new_id is None:
+        values.update(_rollup_values(record, 1, record.quantity, record.duration_seconds or 0))
+        return _insert_record_once_pg.first(conn, values) is not None
+    if _insert_record_once_sqlite.run(conn, values) == 0:
         return False
-    record.id = int(new_id)
+    _add_rollup_sqlite(conn, record, 1, record.quantity, record.duration_seconds or 0)
     return True
 
 
+def _rollup_values(
+    record: UsageRecord, records: int, quantity: int, duration_seconds: int, cost: int | None = None
+) -> dict[str, Any]:
+    return {
+        "r_account": record.account_id,
+        "r_date": record.local_date,
+        "r_month": record.local_date[:7],
+        "r_service": record.service,
+        "r_sub_type": record.sub_type,
+        "r_consumer": record.consumer or "",
+        "r_campaign": record.campaign_id or "",
+        "r_records": records,
+        "r_quantity": quantity,
+        "r_duration": duration_seconds,
+        "r_cost": record.price_micros if cost is None else cost,
+    }
+
+
+def _add_rollup_sqlite(
+    conn: Connection,
+    record: UsageRecord,
+    records: int,
+    quantity: int,
+    duration_seconds: int,
+    cost: int | None = None,
+) -> None:
+    daily = {
+        "account_id": record.account_id,
+        "local_date": record.local_date,
+        "service": record.service,
+        "sub_type": record.sub_type,
+        "consumer": record.consumer or "",
+        "campaign_id": record.campaign_id or "",
+        "records": records,
+        "quantity": quantity,
+        "duration_seconds": duration_seconds,
+        "cost_micros": record.price_micros if cost is None else cost,
+        "delivered": 0,
+    }
+    upsert_daily, upsert_monthly, upsert_day_service = _UPSERTS["sqlite"]
+    upsert_daily.run(conn, daily)
+    monthly = dict(daily, month=record.local_date[:7])
+    del monthly["local_date"]
+    upsert_monthly.run(conn, monthly)
+    day_service = dict(daily)
+    del day_service["sub_type"], day_service["consumer"], day_service["campaign_id"]
+    upsert_day_service.run(conn, day_service)
+
+
+_update_record = Prepared(
+    usage_records.update()
+    .where(usage_records.c.id == sa.bindparam("record"))
+    .values({c: sa.bindparam(f"new_{c.name}") for c in usage_records.c if c.name != "id"})
+)
+
+
 def update_record(conn: Connection, record: UsageRecord) -> None:
-    values = {c.name: getattr(record, c.name) for c in usage_records.c if c.name != "id"}
-    conn.execute(usage_records.update().where(usage_records.c.id == record.id).values(**values))
+    values = {f"new_{name}": getattr(record, name) for name in _RECORD_NAMES}
+    _update_record.run(conn, {"record": record.id, **values})
 
 
 def add_to_rollup(
@@ -174,17 +207,14 @@ def add_to_rollup(
     duration_seconds: int,
     cost_micros: int,
 ) -> None:
-    """Add to the record's day/service/sub-type/consumer/campaign rollup row."""
-    group = (
-        record.local_date,
-        record.service,
-        record.sub_type,
-        record.consumer or "",
-        record.campaign_id or "",
-    )
-    add_rollups(
-        conn, record.account_id, {group: [records, quantity, duration_seconds, cost_micros]}
-    )
+    """Add to the record's day/service/sub-type/consumer/campaign rollup rows (the three
+    grains; one queued statement on PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        _add_rollup_pg.run(
+            conn, _rollup_values(record, records, quantity, duration_seconds, cost_micros)
+        )
+    else:
+        _add_rollup_sqlite(conn, record, records, quantity, duration_seconds, cost_micros)
 
 
 def add_delivered(conn: Connection, record: UsageRecord, delta: int) -> None:
@@ -241,9 +271,9 @@ def add_rollups(
     if not daily:
         return
     upsert_daily, upsert_monthly, upsert_day_service = _UPSERTS[conn.dialect.name]
-    conn.execute(upsert_daily, daily)
-    conn.execute(
-        upsert_monthly,
+    upsert_daily.executemany(conn, daily)
+    upsert_monthly.executemany(
+        conn,
         [
             {
                 "account_id": account_id,
@@ -257,8 +287,8 @@ def add_rollups(
             for (month, service, sub_type, consumer, campaign), sums in monthly.items()
         ],
     )
-    conn.execute(
-        upsert_day_service,
+    upsert_day_service.executemany(
+        conn,
         [
             {"account_id": account_id, "local_date": day, "service": service, **_sums(sums)}
             for (day, service), sums in day_service.items()
@@ -276,12 +306,12 @@ def _sums(sums: list[int]) -> dict[str, int]:
     }
 
 
-def _rollup_upsert(insert: Any, table: sa.Table) -> Any:
+def _rollup_upsert(insert: Any, table: sa.Table) -> Prepared:
     """INSERT … ON CONFLICT (the primary key) DO UPDATE adding the sums (not delivered:
     new usage is never delivered yet)."""
     stmt = insert(table)
     c = table.c
-    return stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=list(table.primary_key.columns),
         set_={
             "records": c.records + stmt.excluded.records,
@@ -290,6 +320,7 @@ def _rollup_upsert(insert: Any, table: sa.Table) -> Any:
             "cost_micros": c.cost_micros + stmt.excluded.cost_micros,
         },
     )
+    return Prepared(upsert, [col.name for col in table.c])
 
 
 _ROLLUP_TABLES = (usage_rollups, usage_rollups_monthly, usage_rollups_day_service)
@@ -395,65 +426,69 @@ _insert_unnest_pg = sa.text(
 )
 
 
-_insert_record_once_sqlite = (
-    sqlite_insert(usage_records)
-    .on_conflict_do_nothing(
+_insert_record = Prepared(usage_records.insert(), _RECORD_NAMES)
+_insert_record_once_sqlite = Prepared(
+    sqlite_insert(usage_records).on_conflict_do_nothing(
         index_elements=[
             usage_records.c.account_id,
             usage_records.c.service,
             usage_records.c.natural_id,
         ]
-    )
-    .returning(usage_records.c.id)
+    ),
+    _RECORD_NAMES,
 )
 
-# PostgreSQL: the record insert and its three rollup upserts in one statement; the rollup
-# rows are only touched when the record was inserted. Returns the new record's id, or no row.
-_insert_record_once_pg = sa.text(
-    """
-    WITH record AS (
-        INSERT INTO usage_records ({names}) VALUES ({values})
-        ON CONFLICT (account_id, service, natural_id) DO NOTHING
-        RETURNING id
-    ), rolled AS (
-        INSERT INTO usage_rollups (account_id, local_date, service, sub_type, consumer,
-            campaign_id, records, quantity, duration_seconds, cost_micros, delivered)
-        SELECT :account_id, :local_date, :service, :sub_type, :consumer_key, :campaign_key,
-            1, :quantity, :duration_sum, :price_micros, 0
-        FROM record
-        ON CONFLICT (account_id, local_date, service, sub_type, consumer, campaign_id)
-        DO UPDATE SET records = usage_rollups.records + EXCLUDED.records,
-            quantity = usage_rollups.quantity + EXCLUDED.quantity,
-            duration_seconds = usage_rollups.duration_seconds + EXCLUDED.duration_seconds,
-            cost_micros = usage_rollups.cost_micros + EXCLUDED.cost_micros
-    ), monthly AS (
-        INSERT INTO usage_rollups_monthly (account_id, month, service, sub_type, consumer,
-            campaign_id, records, quantity, duration_seconds, cost_micros, delivered)
-        SELECT :account_id, :month, :service, :sub_type, :consumer_key, :campaign_key,
-            1, :quantity, :duration_sum, :price_micros, 0
-        FROM record
-        ON CONFLICT (account_id, month, service, sub_type, consumer, campaign_id)
-        DO UPDATE SET records = usage_rollups_monthly.records + EXCLUDED.records,
-            quantity = usage_rollups_monthly.quantity + EXCLUDED.quantity,
-            duration_seconds = usage_rollups_monthly.duration_seconds
-                + EXCLUDED.duration_seconds,
-            cost_micros = usage_rollups_monthly.cost_micros + EXCLUDED.cost_micros
-    ), day_service AS (
-        INSERT INTO usage_rollups_day_service (account_id, local_date, service,
-            records, quantity, duration_seconds, cost_micros, delivered)
-        SELECT :account_id, :local_date, :service, 1, :quantity, :duration_sum,
-            :price_micros, 0
-        FROM record
-        ON CONFLICT (account_id, local_date, service)
-        DO UPDATE SET records = usage_rollups_day_service.records + EXCLUDED.records,
-            quantity = usage_rollups_day_service.quantity + EXCLUDED.quantity,
-            duration_seconds = usage_rollups_day_service.duration_seconds
-                + EXCLUDED.duration_seconds,
-            cost_micros = usage_rollups_day_service.cost_micros + EXCLUDED.cost_micros
-    )
-    SELECT id FROM record
-    """.format(
-        names=", ".join(_RECORD_NAMES),
-        values=", ".join(f":{name}" for name in _RECORD_NAMES),
+
+def _rollup_parts_pg(source: str) -> str:
+    """PostgreSQL: the three rollup upserts as CTEs, adding `:r_records` records with their
+    sums; each adds only if `source` (a FROM clause, or '') yields a row."""
+    columns = "records, quantity, duration_seconds, cost_micros, delivered"
+    sums = ":r_records, :r_quantity, :r_duration, :r_cost, 0"
+    parts = []
+    for name, table, keys, key_values in (
+        (
+            "rolled",
+            "usage_rollups",
+            "account_id, local_date, service, sub_type, consumer, campaign_id",
+            ":r_account, :r_date, :r_service, :r_sub_type, :r_consumer, :r_campaign",
+        ),
+        (
+            "monthly",
+            "usage_rollups_monthly",
+            "account_id, month, service, sub_type, consumer, campaign_id",
+            ":r_account, :r_month, :r_service, :r_sub_type, :r_consumer, :r_campaign",
+        ),
+        (
+            "day_service",
+            "usage_rollups_day_service",
+            "account_id, local_date, service",
+            ":r_account, :r_date, :r_service",
+        ),
+    ):
+        added = ", ".join(
+            f"{c} = {table}.{c} + EXCLUDED.{c}"
+            for c in ("records", "quantity", "duration_seconds", "cost_micros")
+        )
+        parts.append(
+            f"{name} AS (INSERT INTO {table} ({keys}, {columns})"
+            f" SELECT {key_values}, {sums} {source}"
+            f" ON CONFLICT ({keys}) DO UPDATE SET {added})"
+        )
+    return ", ".join(parts)
+
+
+# PostgreSQL: a record and its three rollup upserts in one statement; the rollups are only
+# touched when the record was inserted. Returns the new record's id, or no row.
+_insert_record_once_pg = Prepared(
+    sa.text(
+        "WITH record AS (INSERT INTO usage_records ({names}) VALUES ({values})"
+        " ON CONFLICT (account_id, service, natural_id) DO NOTHING RETURNING id),"
+        " {rollups} SELECT id FROM record".format(
+            names=", ".join(_RECORD_NAMES),
+            values=", ".join(f":{name}" for name in _RECORD_NAMES),
+            rollups=_rollup_parts_pg("FROM record"),
+        )
     )
 )
+# PostgreSQL: the three rollup upserts of one group in one statement.
+_add_rollup_pg = Prepared(sa.text(f"WITH {_rollup_parts_pg('')} SELECT 1"))
