@@ -4,15 +4,22 @@ below zero."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, ADMIN_TOKEN
 from usagewatch.adapters.db.schema import usage_records, usage_rollups
-from usagewatch.bootstrap import Container
+from usagewatch.bootstrap import Container, build
+from usagewatch.config import Settings
+from usagewatch.domain.clock import ManualClock
+from usagewatch.domain.ledger import LotKind
+from usagewatch.domain.money import Money
+from usagewatch.domain.rating import SmsType
 from usagewatch.service.verify import verify
 
 
@@ -186,3 +193,37 @@ def test_whatsapp_conversations_are_priced_by_category(
     invalid = client.post("/v1/accounts/acme/whatsapp/conversations", json=bad, headers=platform)
     assert invalid.json()["error"]["code"] == "invalid_whatsapp_category"
     assert verify(container.db) == []
+
+
+def test_a_rate_change_applies_to_the_next_charge_and_databases_never_share_cached_cards(
+    container: Container, sqlite_template: Path, tmp_path: Path, clock: ManualClock
+) -> None:
+    """Charges read the rate card from a per-process cache keyed by the account's
+    config_version; a PUT bumps it, so the next charge pays the new price. Two databases
+    in one process, each with an account `acme` at the same config_version but different
+    prices, each charge their own."""
+    other_path = tmp_path / "other.db"
+    shutil.copyfile(sqlite_template, other_path)
+    other = build(
+        Settings(database_url=f"sqlite:///{other_path}", test_clock=True), ADMIN_TOKEN, clock=clock
+    )
+    try:
+        for c, price in ((container, "0.11"), (other, "0.22")):
+            c.accounts.create_account("Acme", "acme")
+            c.ledger.add_credit("acme", LotKind.PAID, Money.parse("100.00"))
+            c.rates.replace_overrides("acme", {"sms": {SmsType.TRANSACTIONAL: Money.parse(price)}})
+        first = container.usage.charge_sms(
+            "acme", "s1", "transactional", to="+919800000001", units=1
+        )
+        second = other.usage.charge_sms("acme", "s1", "transactional", to="+919800000001", units=1)
+        assert (first.price_micros, second.price_micros) == (110_000, 220_000)
+        container.rates.replace_overrides(
+            "acme", {"sms": {SmsType.TRANSACTIONAL: Money.parse("0.33")}}
+        )
+        third = container.usage.charge_sms(
+            "acme", "s2", "transactional", to="+919800000001", units=1
+        )
+        assert third.price_micros == 330_000
+        assert verify(container.db) == [] and verify(other.db) == []
+    finally:
+        other.close()
