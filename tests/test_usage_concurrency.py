@@ -120,6 +120,15 @@ def _charge_sms(c: Container, account_id: str, prefix: str, count: int) -> list[
     return out
 
 
+def _charge_same_sms(c: Container, account_id: str, sms_type: str, sids: list[str]) -> list[Any]:
+    """Charge each SMS id (every worker the same ids): [(sms_sid, price)]."""
+    out = []
+    for sid in sids:
+        sent = c.usage.charge_sms(account_id, sid, sms_type, to="+919800000001", units=1)
+        out.append((sid, sent.price_micros))
+    return out
+
+
 def _authorize_calls(c: Container, account_id: str, prefix: str, count: int) -> list[Any]:
     """[(call_sid, "ok", reserved, max seconds, available after) or (sid, code, ...)]."""
     out: list[Any] = []
@@ -160,6 +169,33 @@ def test_forty_sms_from_eight_processes_charge_exactly_five(pg_url: str, parent:
     assert {kind for code, kind in outcomes if code != "ok"} == {PaymentRequired.__name__}
     assert [price for code, price in outcomes if code == "ok"] == [SMS_PRICE.micros] * 5
     assert_five_sms_charged(parent, account)
+
+
+# -- the same SMS ids from eight processes at once: each charged (and recorded) once --------
+@pytest.mark.parametrize("sms_type, price", [("transactional", "0.20"), ("service", "0.00")])
+def test_the_same_sms_from_eight_processes_is_charged_once(
+    pg_url: str, parent: Container, sms_type: str, price: str
+) -> None:
+    # A free SMS writes no journal entry: its duplicates are told apart by the usage
+    # record's unique index, not by the balance row's version (store.lock_and_load).
+    account = parent.accounts.create_account("sms-dupes", "sms-dupes").id
+    parent.ledger.add_credit(account, LotKind.PAID, Money.parse("2.00"))
+    parent.rates.replace_overrides(account, {"sms": {sms_type: Money.parse(price)}})
+    sids = [f"SAME-{i}" for i in range(5)]
+
+    per_worker = run_processes(
+        pg_url, [(_charge_same_sms, (account, sms_type, sids)) for _ in range(PROCESSES)]
+    )
+
+    expected = [(sid, Money.parse(price).micros) for sid in sids]
+    assert per_worker == [expected] * PROCESSES
+    records, rollups = usage_figures(parent.db, account, "sms")
+    assert records == 5
+    assert [(r.records, r.cost_micros) for r in rollups] == [(5, 5 * Money.parse(price).micros)]
+    charged = 5 * Money.parse(price).micros
+    assert parent.queries.balance(account).available_micros == units("2.00") - charged
+    assert books(parent.db, account)["entries"] == 1 + (5 if charged else 0)
+    assert verify(parent.db) == []
 
 
 # -- the same race over HTTP against a real server process -----------------------------------

@@ -82,9 +82,10 @@ def allow(roles: frozenset[Role]) -> Callable[..., Coroutine[Any, Any, Principal
     """A dependency for routes under /v1/accounts/{account_id}: the caller must see the
     account (else 404, never revealing it exists) and hold one of `roles` (else 403)."""
 
-    async def dependency(
-        account_id: str, principal: Principal = Depends(current_principal)
-    ) -> Principal:
+    async def dependency(account_id: str, request: Request) -> Principal:
+        # current_principal called, not declared as a sub-dependency: one dependency for
+        # FastAPI to resolve on every request instead of two
+        principal = await current_principal(request)
         if not principal.sees(account_id):
             raise NotFound("account_not_found", f"no account {account_id!r}")
         if principal.role is not Role.ADMIN and principal.role not in roles:

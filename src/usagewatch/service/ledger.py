@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -97,6 +97,10 @@ class Command:
     now: datetime
     kinds: list[str] = field(default_factory=list)  # entry kinds written, for metrics
     available_before: int = 0  # the available balance when the command began
+    # run_command(usage=(service, natural id)): that usage record's row as the command
+    # began, read with the lock (None: there is none yet)
+    usage_key: tuple[str, str] | None = None
+    usage_row: Sequence[Any] | None = None
 
     @property
     def now_us(self) -> int:
@@ -106,10 +110,12 @@ class Command:
     def today(self) -> str:
         return local_date(self.now, self.state.timezone).isoformat()
 
-    def post(self, posting: Posting, meta: store.EntryMeta) -> None:
+    def post(
+        self, posting: Posting, meta: store.EntryMeta, also: Sequence[store.Write] = ()
+    ) -> None:
         kinds = {lot_id: lot.kind for lot_id, lot in self.book.lots.items()}
         store.apply_posting(
-            self.conn, self.state, posting, kinds, _next_expiry(self.book), meta, self.now_us
+            self.conn, self.state, posting, kinds, _next_expiry(self.book), meta, self.now_us, also
         )
         self.kinds.append(posting.kind.value)
 
@@ -124,9 +130,11 @@ class Command:
         reference: str | None = None,
         lot_id: str | None = None,
         description: str | None = None,
+        also: Sequence[store.Write] = (),
     ) -> None:
         """Write a command's postings. The first carries the command's idempotency key and
-        its result (for replays); the rest are forfeits the command caused."""
+        its result (for replays), and the writes `also` (in its statement on PostgreSQL);
+        the rest are forfeits the command caused."""
         meta = store.EntryMeta(
             idempotency_key=key,
             local_date=self.today,
@@ -137,7 +145,7 @@ class Command:
             fingerprint=print_,
             result_json=_dump(result) if result is not None else None,
         )
-        self.post(postings[0], meta)
+        self.post(postings[0], meta, also)
         for posting in postings[1:]:
             self.post_forfeit(posting)
 
@@ -303,12 +311,15 @@ class LedgerService:
         print_: str | None,
         result_type: type[R],
         body: Callable[[Command], R],
+        usage: tuple[str, str] | None = None,
     ) -> R:
         """Run one money-moving command in one transaction: lock the account, answer a replay
         of `key` from the journal (409 if `print_` differs), forfeit what fell due, run
-        `body`, commit, tell listeners. Other services compose their commands with it."""
+        `body`, commit, tell listeners. Other services compose their commands with it.
+        `usage`: the (service, natural id) of a usage record the body needs, read with the
+        lock, in the same statement: `Command.usage_row`."""
         try:
-            return self._run(account_id, key, print_, result_type, body)
+            return self._run(account_id, key, print_, result_type, body, usage)
         except Refusal as refusal:
             if refusal.then is not None:
                 self._run(account_id, None, None, type(None), refusal.then)
@@ -321,12 +332,13 @@ class LedgerService:
         print_: str | None,
         result_type: type[R],
         body: Callable[[Command], R],
+        usage: tuple[str, str] | None = None,
     ) -> R:
         with self.db.write() as conn:
-            state = store.lock_account(conn, account_id)
-            if state is None:
+            locked = store.lock_and_load(conn, account_id, key, usage)
+            if locked is None:
                 raise NotFound("account_not_found", f"no account {account_id!r}")
-            prior, lots = store.load_book(conn, account_id, key)
+            state, prior, lots = locked.state, locked.prior, locked.lots
             if prior is not None:
                 if prior.fingerprint != print_ or prior.result_json is None:
                     raise Conflict(
@@ -336,7 +348,9 @@ class LedgerService:
                 return result_type(**json.loads(prior.result_json))
             version_before = state.version
             book = Book.of(lots, Money(state.overdraft_micros))
-            command = Command(conn, state, book, self.clock.now())
+            command = Command(
+                conn, state, book, self.clock.now(), usage_key=usage, usage_row=locked.usage_row
+            )
             command.available_before = state.available_micros
             command.expire_due_lots()
             result = body(command)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from usagewatch.adapters.db import usage_store
+from usagewatch.adapters.db import limits_store, usage_store
 from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.db.usage_store import UsageRecord
 from usagewatch.domain import rating
@@ -18,7 +18,7 @@ from usagewatch.domain.clock import Clock
 from usagewatch.domain.errors import Conflict, Invalid, NotFound
 from usagewatch.domain.money import Money
 from usagewatch.service.ledger import Command, LedgerService, fingerprint
-from usagewatch.service.limits import LimitsService, add_spend
+from usagewatch.service.limits import LimitsService
 from usagewatch.service.rates import RateService
 
 NATURAL_ID_LENGTH_MAX = 128
@@ -118,7 +118,9 @@ class UsageService:
             )
             return _sms_result(record)
 
-        return self.ledger.run_command(account_id, None, None, SmsResult, command)
+        return self.ledger.run_command(
+            account_id, None, None, SmsResult, command, usage=("sms", sms_sid)
+        )
 
     # -- WhatsApp ------------------------------------------------------------------------
     def charge_whatsapp(
@@ -154,7 +156,9 @@ class UsageService:
             )
             return WhatsAppResult(conversation_id, record.sub_type, record.price_micros)
 
-        return self.ledger.run_command(account_id, None, None, WhatsAppResult, command)
+        return self.ledger.run_command(
+            account_id, None, None, WhatsAppResult, command, usage=("whatsapp", conversation_id)
+        )
 
     def sms_status(self, account_id: str, sms_sid: str, status: str) -> SmsResult:
         """Record a delivery report; the rollup's delivered count follows (for the delivery
@@ -201,8 +205,16 @@ def charge_once(
     nothing; the same id with another payload is a 409. Outbound usage passes the gate of
     `limits` (402 with the denying code); otherwise it is refused with 402 when the
     available balance cannot cover the price, unless `allow_overrun` (usage that already
-    happened). A campaign's charges count toward its budget."""
+    happened). A campaign's charges count toward its budget. The record is looked up first
+    (with the account lock when the command asked for it: `run_command(usage=...)`), and
+    written with the posting, in one statement on PostgreSQL."""
     account_id = cmd.state.account_id
+    if cmd.usage_key == (service, natural_id):
+        prior = UsageRecord(*cmd.usage_row) if cmd.usage_row is not None else None
+    else:
+        prior = usage_store.find_record(cmd.conn, account_id, service, natural_id)
+    if prior is not None:
+        return _replayed(prior, print_)
     price = price_of(rates.card_in(cmd.conn, account_id, cmd.state.config_version))
     record = UsageRecord(
         id=None,
@@ -223,24 +235,30 @@ def charge_once(
         updated_at_us=cmd.now_us,
         request_fingerprint=print_,
     )
-    # The record (and its rollup) goes in first: the natural id's unique constraint tells a
-    # replay apart without a lookup on the common path. A refused charge below rolls it back.
-    if not usage_store.insert_record_once(cmd.conn, record):
-        prior = usage_store.find_record(cmd.conn, account_id, service, natural_id)
-        assert prior is not None, "the insert was skipped, so the record exists"
-        if prior.request_fingerprint != print_:
-            raise Conflict(
-                "idempotency_key_reused", f"{natural_id!r} was used with another payload"
-            )
-        return prior
     admitted = limits.admit_charge(cmd, price, campaign_id) if limits is not None else None
     if price.is_positive():
+        writes = [usage_store.record_write(record)]
+        if campaign_id:
+            writes.append(limits_store.spend_write(account_id, campaign_id, price.micros))
         posting = cmd.book.debit(price, cmd.now, allow_overrun)
-        cmd.record([posting], f"{service}:{natural_id}", None, None, reference=natural_id)
-    add_spend(cmd.conn, account_id, campaign_id, price.micros)
+        key = f"{service}:{natural_id}"
+        cmd.record([posting], key, None, None, reference=natural_id, also=writes)
+    elif not usage_store.insert_record_once(cmd.conn, record):
+        found = usage_store.find_record(cmd.conn, account_id, service, natural_id)
+        assert found is not None, "the insert was skipped, so the record exists"
+        return _replayed(found, print_)
     if admitted is not None and limits is not None:
         limits.committed(cmd, admitted, price)
     return record
+
+
+def _replayed(prior: UsageRecord, print_: str) -> UsageRecord:
+    """The first record of a natural id, when the payload is the same (else 409)."""
+    if prior.request_fingerprint != print_:
+        raise Conflict(
+            "idempotency_key_reused", f"{prior.natural_id!r} was used with another payload"
+        )
+    return prior
 
 
 def _sms_result(record: UsageRecord) -> SmsResult:

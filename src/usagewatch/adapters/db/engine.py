@@ -3,7 +3,7 @@
 SQLite runs in WAL mode with synchronous=FULL (durable commits). Write transactions start
 with BEGIN IMMEDIATE behind a process-wide lock, so writers queue instead of failing with
 "database is locked"; other processes wait on busy_timeout. PostgreSQL uses READ COMMITTED
-with a row lock on the account's balance row in every command (see store.lock_account).
+with a row lock on the account's balance row in every command (see store.lock_and_load).
 """
 
 from __future__ import annotations

@@ -280,6 +280,24 @@ _add_spend = Prepared(
 )
 
 
+def spend_write(account_id: str, campaign_id: str, micros: int) -> store.Write:
+    """A charge's spend added to its campaign (no-op without a budget), as a write beside
+    the charge's posting."""
+    params = {"spend_account": account_id, "spend_campaign": campaign_id, "spend_micros": micros}
+    spend = {"account": account_id, "campaign": campaign_id, "micros": micros}
+
+    def run(conn: Connection) -> None:
+        _add_spend.run(conn, spend)
+
+    return store.Write("campaign_spend", _SPEND_CTE_PG, params, run)
+
+
+_SPEND_CTE_PG = (
+    "spent AS (UPDATE campaigns SET spent_micros = campaigns.spent_micros + :spend_micros"
+    " WHERE campaigns.account_id = :spend_account AND campaigns.campaign_id = :spend_campaign)"
+)
+
+
 def add_campaign_spend(conn: Connection, spends: list[dict[str, Any]]) -> None:
     """Add charged usage to campaigns' spent (no-op for campaigns without a budget).
     Each item: {"account", "campaign", "micros"}."""

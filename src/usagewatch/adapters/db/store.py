@@ -5,7 +5,8 @@ Every function takes the transaction's connection; the service layer owns the tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from usagewatch.adapters.db.schema import (
     holds,
     journal_entries,
     journal_movements,
+    usage_records,
 )
 from usagewatch.domain.clock import from_micros, to_micros
 from usagewatch.domain.ledger import USAGE_KINDS, Lot, LotKind, Posting
@@ -82,7 +84,6 @@ _read_state_query = (
     .where(balances.c.account_id == sa.bindparam("account"))
 )
 _read_state = Prepared(_read_state_query)
-_lock_state = Prepared(_read_state_query.with_for_update(of=balances))
 
 
 def read_account_state(conn: Connection, account_id: str) -> AccountState | None:
@@ -163,19 +164,11 @@ _prior_and_open_lots = Prepared(
 )
 
 
-def lock_account(conn: Connection, account_id: str) -> AccountState | None:
-    """Read the balance row and lock it until the transaction ends (PostgreSQL row lock;
-    on SQLite the transaction already holds the database's write lock)."""
-    query = _lock_state if conn.dialect.name == "postgresql" else _read_state
-    row = query.first(conn, {"account": account_id})
-    return AccountState(*row) if row is not None else None
-
-
 def load_book(
     conn: Connection, account_id: str, key: str | None
 ) -> tuple[PriorEntry | None, list[Lot]]:
-    """After lock_account: the entry a command with this idempotency key already wrote (if
-    any) and the account's open lots, in one round trip."""
+    """Under the account lock: the entry a command with this idempotency key already wrote
+    (if any) and the account's open lots, in one round trip."""
     prior = None
     lots = []
     for row in _prior_and_open_lots.all(conn, {"account": account_id, "key": key or ""}):
@@ -184,6 +177,139 @@ def load_book(
         else:
             lots.append(_lot(*row[3:]))
     return prior, lots
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """What a command starts from, read under its account lock: the account's state, the
+    entry a command with its idempotency key already wrote (if any), the open lots, and
+    (when asked for) the row of the usage record it charges, if that exists already."""
+
+    state: AccountState
+    prior: PriorEntry | None
+    lots: list[Lot]
+    usage_row: Sequence[Any] | None
+
+
+def _lock_and_load_query(usage: bool, lock: bool) -> Prepared:
+    """The balance row (locked), the journal's last version, the entry of the key, the open
+    lots (one row each; the rest repeats) and optionally the usage record of a natural id."""
+    prior = journal_entries.alias("prior")
+    last_version = (
+        sa.select(sa.func.coalesce(sa.func.max(journal_entries.c.version), 0))
+        .where(journal_entries.c.account_id == balances.c.account_id)
+        .scalar_subquery()
+    )
+    source = _STATE_FROM.outerjoin(
+        prior,
+        sa.and_(
+            prior.c.account_id == balances.c.account_id,
+            prior.c.idempotency_key == sa.bindparam("key"),
+        ),
+    ).outerjoin(
+        credit_lots,
+        sa.and_(
+            credit_lots.c.account_id == balances.c.account_id, credit_lots.c.remaining_micros > 0
+        ),
+    )
+    columns: list[Any] = [
+        *_STATE_COLUMNS,
+        last_version,
+        prior.c.id,
+        prior.c.request_fingerprint,
+        prior.c.result_json,
+        *_LOT_COLUMNS,
+    ]
+    if usage:
+        source = source.outerjoin(
+            usage_records,
+            sa.and_(
+                usage_records.c.account_id == balances.c.account_id,
+                usage_records.c.service == sa.bindparam("service"),
+                usage_records.c.natural_id == sa.bindparam("natural_id"),
+            ),
+        )
+        columns += list(usage_records.c)
+    query = (
+        sa.select(*columns)
+        .select_from(source)
+        .where(balances.c.account_id == sa.bindparam("account"))
+    )
+    return Prepared(query.with_for_update(of=balances) if lock else query)
+
+
+# (usage record wanted, PostgreSQL row lock) -> the statement
+_LOCK_AND_LOAD = {
+    (usage, lock): _lock_and_load_query(usage, lock)
+    for usage in (False, True)
+    for lock in (False, True)
+}
+_find_usage_row = Prepared(
+    sa.select(*usage_records.c).where(
+        usage_records.c.account_id == sa.bindparam("account"),
+        usage_records.c.service == sa.bindparam("service"),
+        usage_records.c.natural_id == sa.bindparam("natural_id"),
+    )
+)
+
+
+def lock_and_load(
+    conn: Connection, account_id: str, key: str | None, usage: tuple[str, str] | None = None
+) -> Locked | None:
+    """Lock the account's balance row until the transaction ends (PostgreSQL row lock; on
+    SQLite the transaction already holds the database's write lock) and read what a command
+    starts from (`Locked`), in one statement; None: no such account. `usage`: (service,
+    natural id) of a usage record to read too.
+
+    On PostgreSQL a statement that waited for the lock saw the rest of the database as it
+    was when the statement began, before the transaction it waited for committed: then the
+    journal's last version is behind the locked row's, and the book (and the usage record)
+    is read again, now that the lock is held."""
+    is_pg = conn.dialect.name == "postgresql"
+    params = {"account": account_id, "key": key or ""}
+    if usage is not None:
+        params["service"], params["natural_id"] = usage
+    rows = _LOCK_AND_LOAD[(usage is not None, is_pg)].all(conn, params)
+    if not rows:
+        return None
+    width = len(_STATE_COLUMNS)
+    state = AccountState(*rows[0][:width])
+    last_version, prior_id, fingerprint, result_json = rows[0][width : width + 4]
+    lots_at = width + 4
+    usage_at = lots_at + len(_LOT_COLUMNS)
+    if last_version != state.version:  # read before the lock was granted: read again
+        prior, lots = load_book(conn, account_id, key)
+        usage_row = None
+        if usage is not None:
+            usage_row = _find_usage_row.first(
+                conn, {"account": account_id, "service": usage[0], "natural_id": usage[1]}
+            )
+        return Locked(state, prior, lots, usage_row)
+    prior = PriorEntry(fingerprint, result_json) if prior_id is not None else None
+    lots = [_lot(*row[lots_at:usage_at]) for row in rows if row[lots_at] is not None]
+    usage_row = None
+    if usage is not None and rows[0][usage_at] is not None:
+        usage_row = rows[0][usage_at:]
+    return Locked(state, prior, lots, usage_row)
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A write a command makes beside a posting (a usage record and its rollups, a
+    campaign's spend). On PostgreSQL it goes into the posting's statement as data-modifying
+    CTEs (`ctes`, whose bind names are its own), so a charge is one statement; alone, or on
+    SQLite, `run` makes it."""
+
+    name: str  # names the shape of `ctes`: the composed statements are built once per shape
+    ctes: str
+    params: dict[str, Any]
+    run: Callable[[Connection], None]
+
+
+def run_writes(conn: Connection, writes: Sequence[Write]) -> None:
+    """Writes without a posting to ride with."""
+    for write in writes:
+        write.run(conn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +332,10 @@ def apply_posting(
     next_expiry_at_us: int | None,
     meta: EntryMeta,
     now_us: int,
+    also: Sequence[Write] = (),
 ) -> None:
     """Write one posting: lot updates, the balance row, the journal entry and its movements,
-    and today's charge total. Updates `state` in place."""
+    and today's charge total, and the writes `also`. Updates `state` in place."""
     paid_delta = promotional_delta = 0
     for m in posting.movements:
         if lot_kinds[m.lot_id] is LotKind.PAID:
@@ -258,11 +385,16 @@ def apply_posting(
         else 0
     )
     if conn.dialect.name == "postgresql":
-        # One round trip for the whole posting, and the NOTIFY that tells every process's
-        # balance listeners (delivered when the transaction commits, once per transaction).
-        row = _apply_posting_pg.first(
+        # One statement for the whole posting and the writes beside it, and the NOTIFY that
+        # tells every process's balance listeners (delivered when the transaction commits,
+        # once per transaction).
+        extra: dict[str, Any] = {}
+        for write in also:
+            extra.update(write.params)
+        row = _posting_pg(tuple(w.name for w in also), tuple(w.ctes for w in also)).first(
             conn,
             {
+                **extra,
                 **balance,
                 **entry,
                 "lot_ids": [m.lot_id for m in posting.movements],
@@ -274,6 +406,7 @@ def apply_posting(
         )
         assert row is not None and row[1] == 1, "the balance row changed under our lock"
         return
+    run_writes(conn, also)
     if posting.movements:
         _update_lot.executemany(
             conn,
@@ -351,10 +484,8 @@ _ENTRY_COLUMNS = (
 # statement (data-modifying CTEs; each runs exactly once, constraints and foreign keys are
 # checked as usual), the day's charge total and the balance NOTIFY. Returns the entry id and how
 # many balance rows were updated.
-_apply_posting_pg = Prepared(
-    sa.text(
-        f"""
-    WITH moves AS (
+_POSTING_PG = f"""
+    WITH {{extra}} moves AS (
         SELECT m.lot_id, m.remaining_delta, m.held_delta
         FROM unnest(
             CAST(:lot_ids AS varchar[]),
@@ -391,8 +522,20 @@ _apply_posting_pg = Prepared(
     )
     SELECT entry.id, (SELECT count(*) FROM balance), pg_notify(:channel, :account) FROM entry
     """
-    )
-)
+_POSTINGS_PG: dict[tuple[str, ...], Prepared] = {}
+_POSTINGS_PG_LOCK = threading.Lock()
+
+
+def _posting_pg(names: tuple[str, ...], ctes: tuple[str, ...]) -> Prepared:
+    """The posting statement with the CTEs of writes beside it (built once per shape)."""
+    found = _POSTINGS_PG.get(names)
+    if found is None:
+        extra = "".join(f"{part}, " for part in ctes)
+        with _POSTINGS_PG_LOCK:
+            found = _POSTINGS_PG.setdefault(
+                names, Prepared(sa.text(_POSTING_PG.replace("{extra}", extra)))
+            )
+    return found
 
 
 def _upsert_daily_charge(insert: Any) -> Any:

@@ -122,15 +122,34 @@ def insert_record(conn: Connection, record: UsageRecord) -> None:
     _insert_record.run(conn, {name: getattr(record, name) for name in _RECORD_NAMES})
 
 
+def record_write(record: UsageRecord) -> store.Write:
+    """A new usage record (its natural id looked up first, under the account lock) and its
+    rollups, as a write beside the charge's posting: on PostgreSQL one part of the posting's
+    statement."""
+    params = {f"rec_{name}": getattr(record, name) for name in _RECORD_NAMES}
+    params.update(_rollup_values(record, 1, record.quantity, record.duration_seconds or 0))
+
+    def run(conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            _insert_record_rolled_up_pg.run(conn, params)
+        else:
+            _insert_record.run(conn, {name: getattr(record, name) for name in _RECORD_NAMES})
+            _add_rollup_sqlite(conn, record, 1, record.quantity, record.duration_seconds or 0)
+
+    return store.Write("usage_record", _RECORD_CTES_PG, params, run)
+
+
 def insert_record_once(conn: Connection, record: UsageRecord) -> bool:
-    """Insert a usage record and add it to its rollups (one record, its quantity, duration
-    and price, at the three grains), unless the account already has its natural id: then
-    nothing is written and False is returned. PostgreSQL does it all in one statement;
-    SQLite in four."""
-    values = {name: getattr(record, name) for name in _RECORD_NAMES}
+    """Insert a usage record and roll it up unless the account has its natural id already
+    (False: nothing written). For a charge that moves no money: with no journal entry, a
+    PostgreSQL command that waited for the account lock cannot tell from the balance row
+    that a record of the id was committed meanwhile (store.lock_and_load), but the unique
+    index waits for it and skips."""
     if conn.dialect.name == "postgresql":
-        values.update(_rollup_values(record, 1, record.quantity, record.duration_seconds or 0))
-        return _insert_record_once_pg.first(conn, values) is not None
+        params = {f"rec_{name}": getattr(record, name) for name in _RECORD_NAMES}
+        params.update(_rollup_values(record, 1, record.quantity, record.duration_seconds or 0))
+        return _insert_record_once_pg.first(conn, params) is not None
+    values = {name: getattr(record, name) for name in _RECORD_NAMES}
     if _insert_record_once_sqlite.run(conn, values) == 0:
         return False
     _add_rollup_sqlite(conn, record, 1, record.quantity, record.duration_seconds or 0)
@@ -427,16 +446,6 @@ _insert_unnest_pg = sa.text(
 
 
 _insert_record = Prepared(usage_records.insert(), _RECORD_NAMES)
-_insert_record_once_sqlite = Prepared(
-    sqlite_insert(usage_records).on_conflict_do_nothing(
-        index_elements=[
-            usage_records.c.account_id,
-            usage_records.c.service,
-            usage_records.c.natural_id,
-        ]
-    ),
-    _RECORD_NAMES,
-)
 
 
 def _rollup_parts_pg(source: str) -> str:
@@ -477,18 +486,38 @@ def _rollup_parts_pg(source: str) -> str:
     return ", ".join(parts)
 
 
-# PostgreSQL: a record and its three rollup upserts in one statement; the rollups are only
-# touched when the record was inserted. Returns the new record's id, or no row.
-_insert_record_once_pg = Prepared(
-    sa.text(
-        "WITH record AS (INSERT INTO usage_records ({names}) VALUES ({values})"
-        " ON CONFLICT (account_id, service, natural_id) DO NOTHING RETURNING id),"
-        " {rollups} SELECT id FROM record".format(
+def _record_ctes_pg(on_conflict: str = "") -> str:
+    """PostgreSQL: a record (binds named rec_<column>) and its three rollup upserts, as
+    CTEs; the rollups only add when the record was inserted."""
+    return (
+        "record AS (INSERT INTO usage_records ({names}) VALUES ({values}){on_conflict}"
+        " RETURNING id), {rollups}".format(
             names=", ".join(_RECORD_NAMES),
-            values=", ".join(f":{name}" for name in _RECORD_NAMES),
+            values=", ".join(f":rec_{name}" for name in _RECORD_NAMES),
+            on_conflict=on_conflict,
             rollups=_rollup_parts_pg("FROM record"),
         )
     )
+
+
+_RECORD_CTES_PG = _record_ctes_pg()
+_insert_record_rolled_up_pg = Prepared(sa.text(f"WITH {_RECORD_CTES_PG} SELECT 1"))
+_insert_record_once_pg = Prepared(
+    sa.text(
+        "WITH {ctes} SELECT id FROM record".format(
+            ctes=_record_ctes_pg(" ON CONFLICT (account_id, service, natural_id) DO NOTHING")
+        )
+    )
+)
+_insert_record_once_sqlite = Prepared(
+    sqlite_insert(usage_records).on_conflict_do_nothing(
+        index_elements=[
+            usage_records.c.account_id,
+            usage_records.c.service,
+            usage_records.c.natural_id,
+        ]
+    ),
+    _RECORD_NAMES,
 )
 # PostgreSQL: the three rollup upserts of one group in one statement.
 _add_rollup_pg = Prepared(sa.text(f"WITH {_rollup_parts_pg('')} SELECT 1"))
