@@ -143,3 +143,35 @@ def test_a_failed_batch_leaves_nothing_behind(
         assert conn.execute(sa.select(sa.func.count()).select_from(usage_records)).scalar() == 0
     assert client.get(f"{BASE}/balance", headers=ADMIN).json()["available_balance"] == "2.00"
     assert verify(container.db) == []
+
+
+def test_sms_may_come_with_their_delivery_status(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    sms = {"kind": "sms", "type": "transactional", "to": "+919800000001", "units": 1}
+    events = [
+        {**sms, "sms_sid": "D1", "status": "delivered", "occurred_at": AT},
+        {**sms, "sms_sid": "D2", "status": "delivered", "occurred_at": AT},
+        {**sms, "sms_sid": "D3", "status": "failed", "occurred_at": AT},
+        {**sms, "sms_sid": "D4", "occurred_at": AT},  # no report yet: sent
+        {**sms, "sms_sid": "D5", "status": "read", "occurred_at": AT},
+    ]
+    results = batch(client, platform, events)
+    assert [r["status"] for r in results] == ["applied"] * 4 + ["rejected"]
+    assert results[4]["error"]["code"] == "invalid_status"
+    with container.db.read() as conn:
+        rows = conn.execute(sa.select(usage_records.c.natural_id, usage_records.c.status)).all()
+        statuses = {natural_id: status for natural_id, status in rows}
+        assert statuses == {"D1": "delivered", "D2": "delivered", "D3": "failed", "D4": "sent"}
+        rollup = sa.select(usage_rollups.c.records, usage_rollups.c.delivered)
+        assert conn.execute(rollup).all() == [(4, 2)]
+    report = client.get(
+        f"{BASE}/reports/services?from=2026-11-28&to=2026-11-28", headers=ADMIN
+    ).json()
+    assert report["sms"]["delivered"] == 2 and report["sms"]["delivery_rate_percent"] == "50.00"
+    # a later report moves the count as for any SMS; a replay of the batch changes nothing
+    client.post(f"{BASE}/sms/D4/status", json={"status": "delivered"}, headers=platform)
+    assert [r["status"] for r in batch(client, platform, events[:4])] == ["duplicate"] * 4
+    with container.db.read() as conn:
+        assert conn.execute(sa.select(usage_rollups.c.delivered)).scalar() == 3
+    assert verify(container.db) == []

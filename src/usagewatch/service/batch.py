@@ -33,7 +33,7 @@ from usagewatch.domain.money import Money
 from usagewatch.service.ledger import Command, LedgerService, new_id
 from usagewatch.service.limits import campaign_spends
 from usagewatch.service.rates import RateService
-from usagewatch.service.usage import check_natural_id
+from usagewatch.service.usage import SMS_STATUSES, check_natural_id
 
 BATCH_EVENTS_MAX = 10_000
 FUTURE_SKEW_SECONDS = 300  # occurred_at may be this far ahead of our clock
@@ -62,6 +62,7 @@ _FIELDS = {
         "from",
         "body",
         "units",
+        "status",
         "consumer",
         "campaign_id",
         "occurred_at",
@@ -190,7 +191,7 @@ class BatchService:
                 key = (event.service, event.natural_id)
                 if key in skipped:
                     _judge_repeat(event, stored[key], results)
-        rollups: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        rollups: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
         totals: dict[str, int] = defaultdict(int)  # usage date -> price of its events
         applied = 0
         for event, row in candidates:
@@ -208,6 +209,7 @@ class BatchService:
             sums[1] += row["quantity"]
             sums[2] += row["duration_seconds"] or 0
             sums[3] += row["price_micros"]
+            sums[4] += row["status"] == "delivered"
             totals[row["local_date"]] += row["price_micros"]
             applied += 1
             results[event.index] = EventResult(event.natural_id, "applied", row["price_micros"])
@@ -362,7 +364,13 @@ class _Parser:
                 else rating.check_sms_units(units)
             )
             sub_type = sms_type.value
-            status = "sent"
+            # a completed SMS may carry its delivery status already (default: sent)
+            sms_status = raw.get("status", "sent")
+            if sms_status not in SMS_STATUSES:
+                raise Invalid(
+                    "invalid_status", f"status is one of {sorted(SMS_STATUSES)}", "status"
+                )
+            status = str(sms_status)
             pricing = ("sms", sms_type, count)
         elif kind == "whatsapp":
             category = self._name(rating.parse_whatsapp_category, raw.get("category"))

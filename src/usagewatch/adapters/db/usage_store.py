@@ -259,7 +259,7 @@ def add_rollups(
     conn: Connection, account_id: str, groups: dict[tuple[str, ...], list[int]]
 ) -> None:
     """Add to rollup rows: {(date, service, sub_type, consumer, campaign): [records,
-    quantity, duration_seconds, cost_micros]}, at the three grains (one prebuilt upsert
+    quantity, duration_seconds, cost_micros, delivered]}, at the three grains (one prebuilt upsert
     per grain, executemany; the coarser grains summed here first)."""
     daily: list[dict[str, Any]] = []
     monthly: dict[tuple[str, ...], list[int]] = {}
@@ -277,15 +277,15 @@ def add_rollups(
                 "quantity": sums[1],
                 "duration_seconds": sums[2],
                 "cost_micros": sums[3],
-                "delivered": 0,
+                "delivered": sums[4],
             }
         )
         for coarse, key in (
             (monthly, (day[:7], service, sub_type, consumer, campaign)),
             (day_service, (day, service)),
         ):
-            total = coarse.setdefault(key, [0, 0, 0, 0])
-            for i in range(4):
+            total = coarse.setdefault(key, [0, 0, 0, 0, 0])
+            for i in range(5):
                 total[i] += sums[i]
     if not daily:
         return
@@ -321,13 +321,13 @@ def _sums(sums: list[int]) -> dict[str, int]:
         "quantity": sums[1],
         "duration_seconds": sums[2],
         "cost_micros": sums[3],
-        "delivered": 0,
+        "delivered": sums[4],
     }
 
 
 def _rollup_upsert(insert: Any, table: sa.Table) -> Prepared:
-    """INSERT … ON CONFLICT (the primary key) DO UPDATE adding the sums (not delivered:
-    new usage is never delivered yet)."""
+    """INSERT … ON CONFLICT (the primary key) DO UPDATE adding the sums (delivered too: a
+    batch's SMS may come with their delivery reports)."""
     stmt = insert(table)
     c = table.c
     upsert = stmt.on_conflict_do_update(
@@ -337,6 +337,7 @@ def _rollup_upsert(insert: Any, table: sa.Table) -> Prepared:
             "quantity": c.quantity + stmt.excluded.quantity,
             "duration_seconds": c.duration_seconds + stmt.excluded.duration_seconds,
             "cost_micros": c.cost_micros + stmt.excluded.cost_micros,
+            "delivered": c.delivered + stmt.excluded.delivered,
         },
     )
     return Prepared(upsert, [col.name for col in table.c])
