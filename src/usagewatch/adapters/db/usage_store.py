@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.db import store
-from usagewatch.adapters.db.prepared import Prepared
+from usagewatch.adapters.db.prepared import Prepared, copy_rows
 from usagewatch.adapters.db.schema import (
     rate_cards,
     usage_records,
@@ -384,10 +384,20 @@ _delivered_updates_pg = sa.text(
 def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """Insert usage records, skipping natural ids the account already has; returns the
     (service, natural_id) of those skipped (usually none). PostgreSQL gets one statement
-    over column arrays (unnest); SQLite an executemany of the ids not found."""
+    over column arrays (unnest) when some ids are known; SQLite an executemany of the ids
+    not found."""
     if not rows:
         return set()
     if conn.dialect.name == "postgresql":
+        # The common case, all ids new: COPY, under a savepoint. A known id fails it on the
+        # unique index; then the insert that skips known ids runs instead.
+        try:
+            with conn.begin_nested():
+                copy_rows(conn, usage_records.name, _RECORD_NAMES, map(_record_values, rows))
+            return set()
+        except sa.exc.IntegrityError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
         columns = zip(*map(_record_values, rows), strict=True)
         arrays = dict(zip(_RECORD_NAMES, map(list, columns), strict=True))
         inserted = conn.execute(_insert_unnest_pg, arrays).all()
@@ -418,6 +428,7 @@ def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tupl
     return existing
 
 
+_UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 _RECORD_COLUMNS = [c for c in usage_records.c if c.name != "id"]
 _RECORD_NAMES = [c.name for c in _RECORD_COLUMNS]
 _record_values = operator.itemgetter(*_RECORD_NAMES)  # a row dict -> its values, in order
