@@ -15,11 +15,13 @@ no type processing qualify (text, integers; `Prepared` refuses any other at comp
 from __future__ import annotations
 
 import operator
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -29,7 +31,7 @@ CURSOR = "usagewatch.cursor"  # Connection.info key: (DBAPI connection, its reus
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     sql: str
-    names: tuple[str, ...] | None  # positional dialects: parameter names in order
+    names: tuple[str, ...] | None  # positional dialects and PostgreSQL: names in order
     defaults: dict[str, Any]  # values bound in the statement itself
     pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None  # params -> positional args
 
@@ -42,6 +44,27 @@ def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, 
         return lambda params: (params[name],)
     get = operator.itemgetter(*names)
     return lambda params: get(params)
+
+
+_PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
+
+
+def _native_placeholders(sql: str) -> tuple[str, tuple[str, ...]]:
+    """PostgreSQL: `%(name)s` placeholders as `$1, $2, ...` (one number per name) and the
+    names in number order, for a psycopg RawCursor. psycopg would otherwise parse the query
+    for its placeholders on every execution of a statement longer than 4 KB or with more
+    than 50 of them (those it does not cache): 0.7 ms for a charge's posting statement."""
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        if name not in numbers:
+            numbers[name] = len(numbers) + 1
+        return f"${numbers[name]}"
+
+    return _PYFORMAT.sub(number, sql), tuple(numbers)
 
 
 class Prepared:
@@ -70,6 +93,8 @@ class Prepared:
         sql = str(compiled)
         assert "POSTCOMPILE" not in sql, f"expanding parameters are not supported: {sql}"
         names = tuple(compiled.positiontup) if compiled.positional else None
+        if dialect.name == "postgresql" and names is None:
+            sql, names = _native_placeholders(sql)
         bound = compiled.construct_params(_check=False)
         defaults = {name: value for name, value in bound.items() if value is not None}
         pick = None if names is None else _picker(names)
@@ -117,7 +142,9 @@ def _cursor(conn: Connection) -> tuple[Any, Any]:
     assert raw is not None
     found = conn.info.get(CURSOR)
     if found is None or found[0] is not raw:
-        found = conn.info[CURSOR] = (raw, raw.cursor())
+        # PostgreSQL: a RawCursor, which takes the statements' $n placeholders as they are
+        cursor = psycopg.RawCursor(raw) if conn.dialect.name == "postgresql" else raw.cursor()
+        found = conn.info[CURSOR] = (raw, cursor)
     return found
 
 
