@@ -138,7 +138,7 @@ class Prepared:
 
 def _cursor(conn: Connection) -> tuple[Any, Any]:
     """The connection's DBAPI connection and its reused cursor."""
-    raw = conn.connection.dbapi_connection
+    raw: Any = conn.connection.dbapi_connection
     assert raw is not None
     found = conn.info.get(CURSOR)
     if found is None or found[0] is not raw:
