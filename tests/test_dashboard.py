@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -171,6 +172,9 @@ def test_the_demo_history_is_consistent(tmp_path: object) -> None:
         b = services("demo", parse_period("2026-10-25", "2026-11-28"))
         assert b.voice_calls and b.sms_messages and b.whatsapp_conversations
         assert b.numbers_active == 3 and b.agents_active == 4
+        # the history's SMS came with their delivery reports: ~95% delivered
+        assert b.sms_delivery_rate_percent is not None
+        assert Decimal("90") <= Decimal(b.sms_delivery_rate_percent) <= Decimal("99")
         # the recommended levels, a low-balance alert and auto-recharge just below the
         # balance: the simulator's traffic makes the alert fire, then a recharge start
         alerts = c.alerts.all("demo")

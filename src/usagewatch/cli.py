@@ -355,7 +355,8 @@ def simulate(
         float | None, typer.Option(help="stop after this long (default: until Ctrl-C)")
     ] = None,
 ) -> None:
-    """Send simulated calls, SMS and WhatsApp conversations to any server over HTTP."""
+    """Send simulated calls, SMS and WhatsApp conversations to any server over HTTP; calls
+    end and SMS get their delivery report (about 95% delivered) a few seconds later."""
     import threading
 
     from usagewatch.simulator import Traffic

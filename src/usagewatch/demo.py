@@ -3,7 +3,8 @@
 History is generated on a manual clock that walks from 90 days ago to now: each day the
 scheduler runs what fell due (number and seat renewals at month starts, promotional
 expiries), the day's calls, SMS and WhatsApp conversations go in through batch ingest
-(dated when they happened), agents' sessions are recorded, and the account is topped up
+(dated when they happened; each SMS with its delivery status: about 95% delivered, 3%
+failed, the rest still `sent`), agents' sessions are recorded, and the account is topped up
 when it runs low. So the journal, balances, rollups and reports agree exactly as they do
 for real traffic (`usagewatch verify` is clean), and the clock ends at the real now for the
 live server to take over.
@@ -30,6 +31,8 @@ DEMO_PASSWORD = "demo-password-2026"  # a local demo on 127.0.0.1; printed at st
 DEMO_CAMPAIGN = "festive-sale"
 TIMEZONE = "Asia/Kolkata"
 HISTORY_DAYS_MAX = 90
+# How the history's SMS ended (weights in percent): the Usage page's delivery rate is ~95%.
+SMS_OUTCOMES = {"delivered": 95, "failed": 3, "sent": 2}
 CONSUMERS = {
     "voice": ("support-desk", "sales-team", "ivr-main"),
     "sms": ("otp-service", "billing-reminders", "marketing-bot"),
@@ -219,6 +222,7 @@ def _day_of_usage(
             "type": sms_type,
             "to": f"+9198{rng.randrange(10**8):08d}",
             "units": rng.choices([1, 2, 3], [80, 15, 5])[0],
+            "status": rng.choices(list(SMS_OUTCOMES), list(SMS_OUTCOMES.values()))[0],
             "consumer": consumer,
             "occurred_at": at,
         }

@@ -1,7 +1,8 @@
 """A traffic simulator: calls, SMS and WhatsApp conversations over the HTTP API of any
 usagewatch server, at a steady rate, so a balance moves and budgets and caps are reached
-the way real traffic reaches them. Uses only the public API (a platform key or the admin
-token) and the standard library."""
+the way real traffic reaches them. Calls end, and SMS get their delivery report (about 95%
+delivered, the rest failed), a few seconds after they start. Uses only the public API (a
+platform key or the admin token) and the standard library."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 RATE_PER_SECOND_MAX = 200.0
+DELIVERY_DELAY_SECONDS = (1.0, 6.0)  # a delivery report arrives this long after its SMS
+DELIVERED_PERCENT = 95  # of the SMS sent; the others' reports say failed
 
 
 @dataclass
@@ -30,6 +33,8 @@ class Traffic:
     seed: int | None = None
     outcomes: Counter[str] = field(default_factory=Counter)
     _open_calls: list[tuple[float, str, int]] = field(default_factory=list)
+    # (when, sms_sid, status): delivery reports still to post
+    _pending_reports: list[tuple[float, str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0 < self.rate_per_second <= RATE_PER_SECOND_MAX:
@@ -66,14 +71,10 @@ class Traffic:
 
     # -- one event -----------------------------------------------------------------------
     def step(self) -> str:
-        """Send one event (and end the calls whose time has come); returns its outcome."""
+        """Send one event (after ending the calls and posting the delivery reports whose
+        time has come); returns its outcome."""
         now = time.monotonic()
-        for due in [c for c in self._open_calls if c[0] <= now]:
-            self._open_calls.remove(due)
-            status, ended = self.post(
-                f"/calls/{due[1]}/end", {"status": "completed", "duration_seconds": due[2]}
-            )
-            self._note("call end", status, ended)
+        self._send_due(now)
         sid = uuid.uuid4().hex[:16]
         kind = self.rng.choices(["sms", "call", "whatsapp"], [45, 30, 25])[0]
         campaign = self.campaign_id if self.rng.random() < 0.5 else None
@@ -90,6 +91,15 @@ class Traffic:
             if campaign:
                 body["campaign_id"] = campaign
             status, answer = self.post("/sms", body)
+            if status < 300:
+                delivered = self.rng.randrange(100) < DELIVERED_PERCENT
+                self._pending_reports.append(
+                    (
+                        now + self.rng.uniform(*DELIVERY_DELAY_SECONDS),
+                        f"sim-{sid}",
+                        "delivered" if delivered else "failed",
+                    )
+                )
             return self._note("sms", status, answer)
         if kind == "whatsapp":
             body = {
@@ -114,12 +124,23 @@ class Traffic:
             self._open_calls.append((now + self.rng.uniform(3, 20), f"sim-{sid}", duration))
         return self._note("call", status, answer)
 
-    def finish(self) -> None:
-        for _, call_sid, duration in list(self._open_calls):
-            self.post(
-                f"/calls/{call_sid}/end", {"status": "completed", "duration_seconds": duration}
+    def _send_due(self, now: float) -> None:
+        """End the calls and post the delivery reports due by `now` (monotonic)."""
+        for due in [c for c in self._open_calls if c[0] <= now]:
+            self._open_calls.remove(due)
+            status, ended = self.post(
+                f"/calls/{due[1]}/end", {"status": "completed", "duration_seconds": due[2]}
             )
-        self._open_calls.clear()
+            self._note("call end", status, ended)
+        for report in [r for r in self._pending_reports if r[0] <= now]:
+            self._pending_reports.remove(report)
+            _, sms_sid, outcome = report
+            status, answer = self.post(f"/sms/{sms_sid}/status", {"status": outcome})
+            self._note(f"sms report {outcome}", status, answer)
+
+    def finish(self) -> None:
+        """Post every pending delivery report and end every open call, now."""
+        self._send_due(float("inf"))
 
     def run(
         self,
