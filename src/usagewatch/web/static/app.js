@@ -129,6 +129,19 @@ function setUpForms() {
   }
 }
 
+function keepTableRoles() {
+  // A .stack-table is shown one block per row on a phone (app.css); some browsers then stop
+  // announcing it as a table, so its roles are said explicitly (the header cells stay).
+  const roles = [["table", "table"], ["thead, tbody, tfoot", "rowgroup"], ["tr", "row"],
+                 ["thead th", "columnheader"], ["tbody th", "rowheader"], ["td", "cell"]];
+  for (const table of document.querySelectorAll("table.stack-table")) {
+    for (const [selector, role] of roles) {
+      if (selector === "table") { table.setAttribute("role", role); continue; }
+      for (const el of table.querySelectorAll(selector)) el.setAttribute("role", role);
+    }
+  }
+}
+
 const SERVICE_COLORS = {
   voice: "#4e79a7", sms: "#f28e2b", whatsapp: "#59a14f", number: "#b07aa1", agent_seat: "#e15759",
 };
@@ -173,6 +186,7 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpBreakdown();
   setUpAutosubmit();
   setUpForms();
+  keepTableRoles();
   startBalanceStream();
   loadChart();
 });
