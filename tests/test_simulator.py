@@ -20,12 +20,17 @@ def delivered(container: Container) -> tuple[int, int]:
     return b.sms_messages, b.sms_delivered
 
 
+def simulated(container: Container, url: str, seed: int) -> Traffic:
+    """An account with plenty of money, and a simulator sending to it."""
+    container.accounts.create_account("Simulated Ltd", "sim", timezone="Asia/Kolkata")
+    container.ledger.add_credit("sim", LotKind.PAID, Money.parse("10000.00"))
+    return Traffic(url, ADMIN_TOKEN, "sim", seed=seed)
+
+
 def test_the_simulators_sms_get_delivery_reports_that_move_the_delivered_count(
     container: Container, live_server: str
 ) -> None:
-    container.accounts.create_account("Simulated Ltd", "sim", timezone="Asia/Kolkata")
-    container.ledger.add_credit("sim", LotKind.PAID, Money.parse("10000.00"))
-    traffic = Traffic(live_server, ADMIN_TOKEN, "sim", seed=11)
+    traffic = simulated(container, live_server, seed=11)
     for _ in range(40):
         traffic.step()
     sent = traffic.outcomes["sms ok"]
@@ -49,9 +54,7 @@ def test_the_simulators_sms_get_delivery_reports_that_move_the_delivered_count(
 def test_a_report_is_posted_by_the_first_step_after_it_is_due(
     container: Container, live_server: str
 ) -> None:
-    container.accounts.create_account("Simulated Ltd", "sim", timezone="Asia/Kolkata")
-    container.ledger.add_credit("sim", LotKind.PAID, Money.parse("10000.00"))
-    traffic = Traffic(live_server, ADMIN_TOKEN, "sim", seed=3)
+    traffic = simulated(container, live_server, seed=3)
     while not traffic.outcomes["sms ok"]:
         traffic.step()
     assert delivered(container) == (1, 0)

@@ -244,7 +244,8 @@ _LOCK_AND_LOAD = {
     for usage in (False, True)
     for lock in (False, True)
 }
-_find_usage_row = Prepared(
+# A usage record by its natural id (usage_store.find_record runs it too).
+FIND_USAGE_RECORD = Prepared(
     sa.select(*usage_records.c).where(
         usage_records.c.account_id == sa.bindparam("account"),
         usage_records.c.service == sa.bindparam("service"),
@@ -281,7 +282,7 @@ def lock_and_load(
         prior, lots = load_book(conn, account_id, key)
         usage_row = None
         if usage is not None:
-            usage_row = _find_usage_row.first(
+            usage_row = FIND_USAGE_RECORD.first(
                 conn, {"account": account_id, "service": usage[0], "natural_id": usage[1]}
             )
         return Locked(state, prior, lots, usage_row)

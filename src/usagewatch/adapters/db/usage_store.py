@@ -83,13 +83,7 @@ class UsageRecord:
     end_fingerprint: str | None = None
 
 
-_find_record = Prepared(
-    sa.select(*usage_records.c).where(
-        usage_records.c.account_id == sa.bindparam("account"),
-        usage_records.c.service == sa.bindparam("service"),
-        usage_records.c.natural_id == sa.bindparam("natural_id"),
-    )
-)
+_find_record = store.FIND_USAGE_RECORD
 
 
 def find_record(
