@@ -354,3 +354,49 @@ def test_the_open_streams_of_an_account_share_one_read_per_change(
         assert container.feed.subscriber_count() == 0
 
     asyncio.run(scenario())
+
+
+def test_a_change_to_another_account_wakes_no_subscriber_from_any_process(
+    container: Container, database_url: str, acme: str
+) -> None:
+    """The feed wakes the subscribers of the account that changed, whether the commit was
+    this process's or another's (PostgreSQL: NOTIFY names the account; SQLite: the watcher
+    compares balance versions when data_version moves, instead of waking everyone)."""
+    from usagewatch.bootstrap import build
+    from usagewatch.config import Settings
+
+    container.accounts.create_account("Globex", "globex")
+    other = build(Settings(database_url=database_url), "another-process-admin-token-0123456789")
+
+    async def woken(sub: Any, seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(seconds):
+                await sub.event.wait()
+        except TimeoutError:
+            return False
+        sub.event.clear()
+        return True
+
+    async def scenario() -> None:
+        sub = container.feed.subscribe(acme)
+        try:
+            # the watcher's first look (or LISTEN's catch-up) may wake once: settle first
+            await asyncio.to_thread(other.ledger.add_credit, acme, LotKind.PAID, Money.parse("1"))
+            assert await woken(sub, CHANGE_DEADLINE + 1)
+            await asyncio.sleep(0.5)
+            sub.event.clear()
+            for ledger in (other.ledger, container.ledger):  # another process's, then ours
+                await asyncio.to_thread(ledger.add_credit, "globex", LotKind.PAID, Money.parse("5"))
+                assert not await woken(sub, CHANGE_DEADLINE), "woken by another account"
+            started = time.monotonic()
+            await asyncio.to_thread(other.ledger.add_credit, acme, LotKind.PAID, Money.parse("2"))
+            assert await woken(sub, CHANGE_DEADLINE)
+            assert time.monotonic() - started < CHANGE_DEADLINE
+        finally:
+            container.feed.unsubscribe(sub)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        other.close()
+

@@ -1,10 +1,14 @@
 """Balance change notifications for live views (Server-Sent Events).
 
-Within a process, the ledger calls `publish_local` after each commit. Across processes:
-PostgreSQL delivers NOTIFY (sent in the same transaction as the change) to a LISTEN thread;
-SQLite is watched through `PRAGMA data_version`, which moves when any connection commits.
+Within a process, the ledger calls `publish_local` after each commit that changed a balance
+(its `version`). Across processes: PostgreSQL delivers NOTIFY (sent in the same transaction
+as the change, naming the account) to a LISTEN thread. SQLite is watched through `PRAGMA
+data_version`, which moves when any other connection commits, this process's own included
+(which `publish_local` already announced): when it moves, the watcher reads the balance
+versions of the subscribed accounts (one statement) and wakes only those whose version
+moved since it last looked, so a commit elsewhere, or on another account, wakes no one.
 Subscribers are woken; they re-read the balance and send it only if it changed, so a
-duplicate or wildcard wake-up costs one cheap read and never a wrong event.
+duplicate wake-up costs one cheap read and never a wrong event.
 
 Live views share their reads through `FanOut`: all the open streams of one account (200
 dashboards, say) hold one subscription, and one wake-up is one read (at most one every
@@ -26,11 +30,13 @@ import psycopg
 import sqlalchemy as sa
 
 from usagewatch.adapters.db.engine import Database
+from usagewatch.adapters.db.schema import balances
 from usagewatch.adapters.db.store import BALANCE_CHANNEL
 
 log = logging.getLogger(__name__)
 WILDCARD = "*"
 SQLITE_POLL_SECONDS = 0.2
+SQLITE_VERSIONS_PER_STATEMENT = 500  # bound on the watcher's IN list (SQLite variables)
 FANOUT_INTERVAL_SECONDS = 0.5  # at most this often one read per account with open streams
 
 
@@ -105,16 +111,43 @@ class BalanceFeed:
 
     def _watch_sqlite(self) -> None:
         path = sa.engine.make_url(self.db.url).database or ":memory:"
-        conn = sqlite3.connect(path, check_same_thread=False)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        seen: dict[str, int] = {}  # account -> its balance version when last looked at
         try:
             last = conn.execute("PRAGMA data_version").fetchone()[0]
             while not self._stop.wait(SQLITE_POLL_SECONDS):
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != last:
-                    last = version
-                    self._dispatch(WILDCARD)
+                    last = version  # read before the versions: a later commit moves it again
+                    try:
+                        moved = self._moved_balances(conn, seen)
+                    except sqlite3.Error:  # never miss a change: wake everyone instead
+                        log.exception("balance feed could not read the balance versions")
+                        seen.clear()
+                        moved = [WILDCARD]
+                    for account_id in moved:
+                        self._dispatch(account_id)
         finally:
             conn.close()
+
+    def _moved_balances(self, conn: sqlite3.Connection, seen: dict[str, int]) -> list[str]:
+        """The subscribed accounts whose balance version differs from `seen` (updated), or
+        that `seen` does not know yet (a new subscriber: its join made a read, but a change
+        may have come after it)."""
+        with self._lock:
+            accounts = list(self._subscribers)
+        for gone in seen.keys() - set(accounts):
+            del seen[gone]
+        moved = []
+        sql = f"SELECT account_id, version FROM {balances.name} WHERE account_id IN "
+        for i in range(0, len(accounts), SQLITE_VERSIONS_PER_STATEMENT):
+            chunk = accounts[i : i + SQLITE_VERSIONS_PER_STATEMENT]
+            marks = ", ".join("?" * len(chunk))
+            for account_id, version in conn.execute(f"{sql}({marks})", chunk):
+                if seen.get(account_id) != version:
+                    seen[account_id] = version
+                    moved.append(account_id)
+        return moved
 
     def _listen_postgres(self) -> None:
         url = sa.engine.make_url(self.db.url).set(drivername="postgresql")
