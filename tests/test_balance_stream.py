@@ -400,3 +400,52 @@ def test_a_change_to_another_account_wakes_no_subscriber_from_any_process(
     finally:
         other.close()
 
+
+def test_a_read_that_finds_nothing_new_wakes_no_stream(container: Container, acme: str) -> None:
+    """A duplicate wake-up (the SQLite watcher seeing this process's own commit, a
+    PostgreSQL reconnect) costs one read, not a wake-up of every open stream; a join still
+    gets the next read, unchanged or not."""
+    state = {"value": "v1", "reads": 0}
+
+    async def read(account_id: str) -> str:
+        state["reads"] += 1
+        return state["value"]
+
+    async def settled(reads_before: int) -> None:
+        deadline = time.monotonic() + 5
+        while state["reads"] == reads_before:
+            assert time.monotonic() < deadline, "no read"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+
+    async def scenario() -> None:
+        fanout = container.feed.fanout
+        listeners = [fanout.join(acme, read) for _ in range(3)]
+        await settled(0)
+        assert all(x.event.is_set() and x.latest == "v1" for x in listeners)
+        for listener in listeners:
+            listener.event.clear()
+        reads = state["reads"]
+        await asyncio.sleep(FANOUT_INTERVAL_SECONDS)
+        container.feed.publish_local(acme)  # nothing changed
+        await settled(reads)
+        assert not any(x.event.is_set() for x in listeners)
+
+        late = fanout.join(acme, read)  # a join: the next read goes to everyone
+        reads = state["reads"]
+        await asyncio.sleep(FANOUT_INTERVAL_SECONDS)
+        await settled(reads)
+        assert late.event.is_set() and late.latest == "v1"
+        for listener in [*listeners, late]:
+            listener.event.clear()
+
+        state["value"] = "v2"
+        reads = state["reads"]
+        await asyncio.sleep(FANOUT_INTERVAL_SECONDS)
+        container.feed.publish_local(acme)
+        await settled(reads)
+        assert all(x.event.is_set() and x.latest == "v2" for x in [*listeners, late])
+        for listener in [*listeners, late]:
+            fanout.leave(listener)
+
+    asyncio.run(scenario())

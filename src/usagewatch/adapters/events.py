@@ -13,7 +13,8 @@ duplicate wake-up costs one cheap read and never a wrong event.
 Live views share their reads through `FanOut`: all the open streams of one account (200
 dashboards, say) hold one subscription, and one wake-up is one read (at most one every
 `FANOUT_INTERVAL_SECONDS`, coalescing a burst of changes into its final state) whose result
-every stream receives. So the cost of a change does not grow with the number of viewers.
+every stream receives, unless it equals the previous read (a duplicate wake-up): then no
+stream is woken. So the cost of a change does not grow with the number of viewers.
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ class _Channel:
     read: Callable[[str], Awaitable[Any]]
     listeners: set[Listener] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    joined: bool = False  # a listener joined: the next read goes to everyone, even unchanged
 
 
 class FanOut:
@@ -204,6 +206,7 @@ class FanOut:
             channel.task = asyncio.get_running_loop().create_task(self._run(channel))
         listener = Listener(channel)
         channel.listeners.add(listener)
+        channel.joined = True
         channel.sub.event.set()
         return listener
 
@@ -220,15 +223,24 @@ class FanOut:
             channel.task.cancel()
 
     async def _run(self, channel: _Channel) -> None:
+        previous: Any = _NOTHING
         while True:
             await channel.sub.event.wait()
             channel.sub.event.clear()
+            # Every listener has had `previous` (or a later read) unless one joined since:
+            # a read that starts after a join goes to everyone.
+            joined, channel.joined = channel.joined, False
             result: Any
             try:
                 result = await channel.read(channel.account_id)
             except Exception as exc:  # every listener ends with it, as a lone reader would
                 result = exc
-            for listener in list(channel.listeners):
-                listener.latest = result
-                listener.event.set()
+            if joined or isinstance(result, BaseException) or result != previous:
+                previous = result
+                for listener in list(channel.listeners):
+                    listener.latest = result
+                    listener.event.set()
             await asyncio.sleep(FANOUT_INTERVAL_SECONDS)
+
+
+_NOTHING = object()  # no read yet

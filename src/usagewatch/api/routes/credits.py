@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
@@ -185,8 +185,8 @@ async def stream_balance(
 class _Snapshot:
     """A balance as the stream sends it, made once for every open stream of the account."""
 
-    body: dict[str, object]  # without as_of: what "changed" compares
-    message: str
+    body: dict[str, object]  # without as_of: what "changed" compares (and == does)
+    message: str = field(compare=False)
 
 
 def _snapshot(view: BalanceView) -> _Snapshot:
