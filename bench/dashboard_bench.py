@@ -401,6 +401,15 @@ class StreamHolders:
             counts += payload
         return counts
 
+    def cpu(self) -> float:
+        """User + system CPU seconds of the holding processes so far."""
+        total = 0.0
+        for proc, _ in self._procs:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def shutdown(self) -> None:
         for proc, conn in self._procs:
             conn.send(None)
@@ -449,9 +458,11 @@ def charges_with_streams(
             if with_streams:
                 holders.open(server.base, cookie, streams)
                 time.sleep(0.5)  # the opening burst of first events is over
-            before = server.cpu()
+            before, holders_before = server.cpu(), holders.cpu()
             done, rate = pool.run("sms", target, f"{engine}-{step}", seconds, clients)
             used = server.cpu() - before
+            # what the stream readers took from the shared cores meanwhile
+            holders_cores = (holders.cpu() - holders_before) / seconds
             if with_streams:
                 counts = holders.close()
                 if len(counts) != streams or min(counts) < 1:
@@ -462,7 +473,12 @@ def charges_with_streams(
             print(
                 f"    round {step}: {streams if with_streams else 0:>3} streams"
                 f" {rate:7.0f} SMS/s ({cpu[with_streams][-1]:.2f} ms server CPU each)"
-                + (f", {events[-1]:.1f} events/s per stream" if with_streams else ""),
+                + (
+                    f", {events[-1]:.1f} events/s per stream"
+                    f" (their readers: {holders_cores:.2f} cores)"
+                    if with_streams
+                    else ""
+                ),
                 file=sys.stderr,
             )
     finally:
