@@ -120,8 +120,7 @@ def record_write(record: UsageRecord) -> store.Write:
     """A new usage record (its natural id looked up first, under the account lock) and its
     rollups, as a write beside the charge's posting: on PostgreSQL one part of the posting's
     statement."""
-    params = {f"rec_{name}": getattr(record, name) for name in _RECORD_NAMES}
-    params.update(_rollup_values(record, 1, record.quantity, record.duration_seconds or 0))
+    params = _record_params_pg(record)
 
     def run(conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
@@ -140,14 +139,19 @@ def insert_record_once(conn: Connection, record: UsageRecord) -> bool:
     that a record of the id was committed meanwhile (store.lock_and_load), but the unique
     index waits for it and skips."""
     if conn.dialect.name == "postgresql":
-        params = {f"rec_{name}": getattr(record, name) for name in _RECORD_NAMES}
-        params.update(_rollup_values(record, 1, record.quantity, record.duration_seconds or 0))
-        return _insert_record_once_pg.first(conn, params) is not None
+        return _insert_record_once_pg.first(conn, _record_params_pg(record)) is not None
     values = {name: getattr(record, name) for name in _RECORD_NAMES}
     if _insert_record_once_sqlite.run(conn, values) == 0:
         return False
     _add_rollup_sqlite(conn, record, 1, record.quantity, record.duration_seconds or 0)
     return True
+
+
+def _record_params_pg(record: UsageRecord) -> dict[str, Any]:
+    """The binds of `_record_ctes_pg`: the record's columns (rec_*) and its rollup (r_*)."""
+    params = {f"rec_{name}": getattr(record, name) for name in _RECORD_NAMES}
+    params.update(_rollup_values(record, 1, record.quantity, record.duration_seconds or 0))
+    return params
 
 
 def _rollup_values(
