@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,6 +12,7 @@ import typer
 
 from usagewatch import __version__
 from usagewatch.config import ADMIN_TOKEN_LENGTH_MIN, PLACEHOLDER_TOKENS, Settings
+from usagewatch.service.scheduler import WORKER_PARENT_ENV
 
 app = typer.Typer(
     help="usagewatch: usage tracking and prepaid billing. Settings come from USAGEWATCH_* "
@@ -377,20 +380,37 @@ def simulate(
 def worker(
     database_url: DatabaseUrl = None,
     once: Annotated[bool, typer.Option(help="run what is due now, then exit")] = False,
+    lane: Annotated[
+        str,
+        typer.Option(help="all, quick (everything but statements) or slow (monthly statements)"),
+    ] = "all",
+    nice: Annotated[int, typer.Option(min=0, max=19, help="lower this process's CPU priority")] = 0,
 ) -> None:
     """Run the time-driven work without the HTTP API: notice deliveries (email, SMS,
     webhooks, with retries), alert repeats, cap pauses ending, expiries, monthly charges and
-    statements. `serve` runs the same work itself; run workers beside it to spread delivery
-    load (several are safe on PostgreSQL: deliveries are claimed with SKIP LOCKED)."""
+    statements. `serve` runs the same work itself (its statements in a child `worker --lane
+    slow`, see USAGEWATCH_SLOW_LANE); run workers beside it to spread delivery load (several
+    are safe on PostgreSQL: deliveries are claimed with SKIP LOCKED)."""
     import time
 
+    if lane not in ("all", "quick", "slow"):
+        raise typer.BadParameter("all, quick or slow", param_hint="--lane")
+    if nice:
+        os.nice(nice)
+    # Started by `serve`: stop when that server is gone (the parent may be killed outright).
+    parent = os.environ.get(WORKER_PARENT_ENV)
     c = _container(database_url)
+    quick, slow = c.scheduler.lanes()
+    jobs = {"all": None, "quick": quick, "slow": slow}[lane]
     try:
-        while True:
-            done = c.scheduler.run_due()
-            if once:
-                typer.echo(f"ran {done} pieces of due work")
-                return
+        if once:
+            typer.echo(f"ran {c.scheduler.run_due(jobs)} pieces of due work")
+            return
+        while parent is None or str(os.getppid()) == parent:
+            try:
+                c.scheduler.run_due(jobs)
+            except Exception:
+                logging.getLogger(__name__).exception("worker run failed; retrying next period")
             time.sleep(c.settings.sweep_interval_seconds)
     except KeyboardInterrupt:  # pragma: no cover
         pass

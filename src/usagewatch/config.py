@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     test_clock_start: str | None = Field(None, description="RFC 3339 start of the test clock")
     max_request_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="body size limit")
     sweep_interval_seconds: float = Field(1.0, gt=0, le=60, description="expiry sweeper period")
+    slow_lane: Literal["process", "thread", "off"] = Field(
+        "process", description="where serve renders monthly statements"
+    )
     db_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections per process")
     api_key_cache_seconds: float = Field(
         5.0, ge=0, le=300, description="how long a process trusts an API key it looked up"

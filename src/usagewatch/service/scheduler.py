@@ -17,6 +17,8 @@ class Job(Protocol):
     def next_due_at(self) -> datetime | None: ...
 
 
+# Set by `serve` for the worker it starts: that worker's parent pid, so it exits with it.
+WORKER_PARENT_ENV = "USAGEWATCH_WORKER_PARENT_PID"
 ADVANCE_SECONDS_MAX = 5 * 366 * 24 * 3600  # five years per call
 ADVANCE_STEPS_MAX = 100_000
 
