@@ -30,8 +30,13 @@ at a time as fast as answers come back (closed loop).
    (so queueing behind a slow answer is included). Baseline: the bare endpoint under the
    same schedule.
 
-The server's CPU time per request (from /proc) is shown beside each throughput figure: it
-says where the time goes (server vs. client and database). After each engine the bench
+Before measuring, 4 clients charge SMS for HISTORY_SECONDS (10 s) and, on PostgreSQL, the
+bench runs ANALYZE, as autovacuum does within a minute of traffic on a new database (see
+`take_statistics`): the figures are the steady state of an account with a history.
+
+The server's CPU time per request (from /proc) is shown beside each throughput figure, and
+on PostgreSQL the CPU time of all its processes (the bench's PostgreSQL is local): they say
+where the time goes (server, database, or the clients and waiting). After each engine the bench
 checks the books it produced: one usage record per 201, and `verify` finds no difference.
 
 SQLite runs on a file in a temporary directory. PostgreSQL runs in a throwaway database
@@ -80,6 +85,7 @@ SMS_CLIENTS = (1, 4)
 CALL_CLIENTS = 4
 CALL_SECONDS = 45  # one 60 s pulse
 WARMUP_SECONDS = 0.5
+HISTORY_SECONDS = 10.0  # SMS charged before measuring, then the planner's statistics taken
 SERVER_START_SECONDS = 60
 LATENCY_CONNECTIONS = 64
 SPAWN = multiprocessing.get_context("spawn")
@@ -111,6 +117,27 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def postgres_cpu() -> float:
+    """User + system CPU seconds of every PostgreSQL process on this machine (its backends,
+    WAL writer, checkpointer...), or nan when there is none: the bench's PostgreSQL is local,
+    so this is the database's share of each operation."""
+    total, seen = 0, False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        if name == "postgres":
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+            seen = True
+    return total / os.sysconf("SC_CLK_TCK") if seen else float("nan")
 
 
 class Server:
@@ -300,6 +327,7 @@ class Rate:
     baseline: float
     ours_cpu_ms: float  # server CPU per operation
     baseline_cpu_ms: float
+    database_cpu_ms: float  # PostgreSQL's CPU per operation of ours (nan on SQLite)
 
     @property
     def ratio(self) -> float:
@@ -372,6 +400,27 @@ def setup_account(base: str) -> str:
         return str(key.json()["token"])
 
 
+def take_statistics(url: str) -> str:
+    """PostgreSQL: ANALYZE, as autovacuum does within its first minute of traffic on a new
+    database. Before it, the tables have no statistics, and the plans PostgreSQL caches for
+    the hot statements (generic plans, from their sixth run on a connection) can read every
+    record and journal entry of the account instead of using the unique indexes, so the
+    cost of a charge grows with the account's history until autovacuum's ANALYZE replaces
+    them; the bench measures the steady state after it. SQLite takes a unique index whenever a
+    statement gives all its columns, statistics or not, and needs nothing."""
+    db = Database(url)
+    try:
+        if db.is_sqlite:
+            return "SQLite: nothing to do"
+        autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        started = time.perf_counter()
+        with autocommit.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+        return f"ANALYZE in {time.perf_counter() - started:.1f} s"
+    finally:
+        db.dispose()
+
+
 def check_books(url: str, tally: Tally) -> str:
     """Every 201 left one usage record, and the books agree with the journal."""
     from usagewatch.service.verify import verify
@@ -411,6 +460,7 @@ def measure_rate(
 ) -> Rate:
     rates: dict[str, list[float]] = {"ours": [], "baseline": []}
     cpu: dict[str, list[float]] = {"ours": [], "baseline": []}
+    database_cpu: list[float] = []
     for kind in ("baseline", "ours"):  # warm connections, caches and the database
         server, target = servers[kind]
         done, _ = pool.run(op, target, f"{engine}-{op}-{n}-warm-{kind}", WARMUP_SECONDS, n)
@@ -418,11 +468,14 @@ def measure_rate(
             tally.add(op, done)
     for step, kind in enumerate(["baseline", "ours", "ours", "baseline"]):
         server, target = servers[kind]
-        before = server.cpu()
+        before, database_before = server.cpu(), postgres_cpu()
         done, rate = pool.run(op, target, f"{engine}-{op}-{n}-{step}", seconds / 2, n)
         used = server.cpu() - before
         if kind == "ours":
             tally.add(op, done)
+            if engine == "postgresql":
+                database_used = postgres_cpu() - database_before
+                database_cpu.append(database_used / max(done, 1) * 1000)
         rates[kind].append(rate)
         cpu[kind].append(used / max(done, 1) * 1000)
     row = Rate(
@@ -433,11 +486,17 @@ def measure_rate(
         statistics.fmean(rates["baseline"]),
         statistics.fmean(cpu["ours"]),
         statistics.fmean(cpu["baseline"]),
+        statistics.fmean(database_cpu) if database_cpu else float("nan"),
     )
     log(
         f"  {engine:<10} {what:<22} {n} client(s): ours {row.ours:7.0f}/s"
         f" ({row.ours_cpu_ms:.2f} ms server CPU each)   baseline {row.baseline:7.0f}/s"
         f" ({row.baseline_cpu_ms:.2f} ms)   ratio {row.ratio:.2f}"
+        + (
+            f"   PostgreSQL CPU {row.database_cpu_ms:.2f} ms each"
+            if not math.isnan(row.database_cpu_ms)
+            else ""
+        )
     )
     return row
 
@@ -540,6 +599,9 @@ def run_engine(
             "ours": (ours, Target(ours.base, token)),
             "baseline": (bare, Target(bare.base, "unused")),
         }
+        done, _ = pool.run("sms", servers["ours"][1], f"{engine}-history", HISTORY_SECONDS, 4)
+        tally.add("sms", done)
+        log(f"  {engine:<10} history: {done:,} SMS charged; {take_statistics(url)}")
         for n in SMS_CLIENTS:
             rows.append(
                 measure_rate(
@@ -580,11 +642,13 @@ def report(
         f"- closed loop, {args.seconds:g} s per figure (ours and baseline alternated); each"
         " client is an OS process with one keep-alive httpx connection; baseline = a bare"
         " FastAPI endpoint (sync `def`, constant JSON) on the same uvicorn, in its own process",
-        "- server CPU = the server process's CPU time per operation (user + system)",
+        "- server CPU = the server process's CPU time per operation (user + system);"
+        " PostgreSQL CPU = that of every postgres process on the machine, per operation of"
+        " ours (on SQLite the database runs inside the server)",
         "",
         "| engine | measure | clients | usagewatch (/s) | bare endpoint (/s) | ratio |"
-        " target | server CPU usagewatch (ms) | server CPU bare (ms) |",
-        "|---|---|---:|---:|---:|---:|:---:|---:|---:|",
+        " target | server CPU usagewatch (ms) | server CPU bare (ms) | PostgreSQL CPU (ms) |",
+        "|---|---|---:|---:|---:|---:|:---:|---:|---:|---:|",
     ]
     for r in rows:
         if r.what.startswith("SMS"):
@@ -594,6 +658,7 @@ def report(
         lines.append(
             f"| {r.engine} | {r.what} | {r.clients} | {r.ours:,.0f} | {r.baseline:,.0f} |"
             f" {r.ratio:.2f} | {target} | {r.ours_cpu_ms:.2f} | {r.baseline_cpu_ms:.2f} |"
+            f" {'—' if math.isnan(r.database_cpu_ms) else f'{r.database_cpu_ms:.2f}'} |"
         )
     if latencies:
         lines += [
