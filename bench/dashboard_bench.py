@@ -24,7 +24,10 @@ records, and charge throughput with 0 vs 200 open live-balance streams, against 
    by the session cookie, held by separate client processes that read every event. Rounds
    alternate (0, 200, 200, 0, ...) so drift in machine load cancels; ratio = charges/s with
    200 streams / charges/s with none; the target is >= 0.9. The streams' events per second
-   are shown to prove they were live.
+   are shown to prove they were live. Each round prints the server's CPU per SMS, split
+   into its event loop (uvicorn's main thread: HTTP, the streams' deliveries) and its other
+   threads (the routes' thread pool, the balance feed, the sweeper), and on PostgreSQL the
+   CPU of the postgres processes per SMS.
 
 Between seeding and measuring, the database catches up with the bulk load, so the first
 measured rounds do not pay for it: on PostgreSQL `VACUUM (ANALYZE)` of the seeded tables
@@ -48,6 +51,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import os
 import re
@@ -65,7 +69,7 @@ import sqlalchemy as sa
 
 import benchdb
 import usage_bench
-from usage_bench import ADMIN_TOKEN, Clients, Server, Target, ours_args
+from usage_bench import ADMIN_TOKEN, Clients, Server, Target, ours_args, postgres_cpu
 
 ENGINES = ("sqlite", "postgresql")
 BENCH_DATABASE = "usagewatch_bench_dashboard"
@@ -497,8 +501,12 @@ def charges_with_streams(
                 holders.open(server.base, cookie, streams)
                 time.sleep(0.5)  # the opening burst of first events is over
             before, holders_before = server.cpu(), holders.cpu()
+            loop_before = server.main_thread_cpu()
+            database_before = postgres_cpu() if engine == "postgresql" else math.nan
             done, rate = pool.run("sms", target, f"{engine}-{step}", seconds, clients)
             used = server.cpu() - before
+            loop_used = server.main_thread_cpu() - loop_before
+            database_used = postgres_cpu() - database_before
             # what the stream readers took from the shared cores meanwhile
             holders_cores = (holders.cpu() - holders_before) / seconds
             if with_streams:
@@ -510,7 +518,15 @@ def charges_with_streams(
             cpu[with_streams].append(used / max(done, 1) * 1000)
             print(
                 f"    round {step}: {streams if with_streams else 0:>3} streams"
-                f" {rate:7.0f} SMS/s ({cpu[with_streams][-1]:.2f} ms server CPU each)"
+                f" {rate:7.0f} SMS/s ({cpu[with_streams][-1]:.2f} ms server CPU each: event"
+                f" loop {loop_used / max(done, 1) * 1000:.2f}, threads"
+                f" {(used - loop_used) / max(done, 1) * 1000:.2f}"
+                + (
+                    f"; PostgreSQL {database_used / max(done, 1) * 1000:.2f}"
+                    if not math.isnan(database_used)
+                    else ""
+                )
+                + ")"
                 + (
                     f", {events[-1]:.1f} events/s per stream"
                     f" (their readers: {holders_cores:.2f} cores)"

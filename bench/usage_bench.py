@@ -119,6 +119,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _proc_cpu(stat_path: str) -> float:
+    """User + system CPU seconds from a /proc stat file (nan when it is gone)."""
+    try:
+        with open(stat_path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def postgres_cpu() -> float:
     """User + system CPU seconds of every PostgreSQL process on this machine (its backends,
     WAL writer, checkpointer...), or nan when there is none: the bench's PostgreSQL is local,
@@ -172,12 +182,12 @@ class Server:
 
     def cpu(self) -> float:
         """User + system CPU seconds of the server process (all its threads)."""
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _proc_cpu(f"/proc/{self.proc.pid}/stat")
+
+    def main_thread_cpu(self) -> float:
+        """User + system CPU seconds of the server's main thread: uvicorn's event loop (the
+        rest is the thread pool that runs the routes, and the background threads)."""
+        return _proc_cpu(f"/proc/{self.proc.pid}/task/{self.proc.pid}/stat")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
