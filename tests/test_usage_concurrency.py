@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from tests.conftest import ADMIN, ADMIN_TOKEN, PG_ADMIN_URL
 from tests.test_concurrency import books, run_processes, units
+from usagewatch.adapters.db import store
 from usagewatch.adapters.db.engine import Database, normalize_url
 from usagewatch.adapters.db.schema import holds, metadata, usage_records, usage_rollups
 from usagewatch.bootstrap import Container, build
@@ -169,6 +170,55 @@ def test_forty_sms_from_eight_processes_charge_exactly_five(pg_url: str, parent:
     assert {kind for code, kind in outcomes if code != "ok"} == {PaymentRequired.__name__}
     assert [price for code, price in outcomes if code == "ok"] == [SMS_PRICE.micros] * 5
     assert_five_sms_charged(parent, account)
+
+
+# -- threads of one process: they queue before their transaction, not on the row lock -------
+def test_threads_of_one_process_charging_one_account_never_wait_for_its_row_lock(
+    parent: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement that waited for the balance row lock reads the book again (`load_book`);
+    commands of one process on one account queue in the process first, so none does, and
+    every SMS is charged exactly once."""
+    account = "threads"
+    parent.accounts.create_account(account, account)
+    parent.ledger.add_credit(account, LotKind.PAID, Money.parse("100.00"))
+    parent.rates.replace_overrides(account, {"sms": {"transactional": SMS_PRICE}})
+    rereads: list[str] = []
+    load_book = store.load_book
+
+    def counted(conn: Any, account_id: str, key: str | None) -> Any:
+        rereads.append(account_id)
+        return load_book(conn, account_id, key)
+
+    monkeypatch.setattr(store, "load_book", counted)
+    threads, per_thread = 8, 15
+    start = threading.Barrier(threads)
+    failures: list[BaseException] = []
+
+    def charge(t: int) -> None:
+        start.wait()
+        try:
+            for i in range(per_thread):
+                parent.usage.charge_sms(
+                    account, f"T{t}-{i}", "transactional", to="+919800000001", units=1
+                )
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    workers = [threading.Thread(target=charge, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+    assert failures == []
+    assert rereads == []
+    charged = threads * per_thread * SMS_PRICE.micros
+    balance = parent.queries.balance(account)
+    assert balance.available_micros == Money.parse("100.00").micros - charged
+    records, _rollups = usage_figures(parent.db, account, "sms")
+    assert records == threads * per_thread
+    assert verify(parent.db, account) == []
 
 
 # -- the same SMS ids from eight processes at once: each charged (and recorded) once --------

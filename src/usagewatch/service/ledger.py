@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from usagewatch.domain.money import AMOUNT_MICROS_MAX, BALANCE_MICROS_MAX, Money
 
 HOLD_TTL_SECONDS_MAX = 24 * 3600
 SWEEP_BATCH_MAX = 500
+ACCOUNT_LOCK_STRIPES = 256  # in-process queue in front of the balance row lock (see _run)
 
 R = TypeVar("R")
 
@@ -292,6 +294,7 @@ class LedgerService:
         self._on_balance_change = on_balance_change
         self._on_entry = on_entry
         self._triggers: list[Callable[[Command], None]] = []
+        self._account_locks = [threading.RLock() for _ in range(ACCOUNT_LOCK_STRIPES)]
 
     def add_trigger(self, trigger: Callable[[Command], None]) -> None:
         """Run `trigger` inside every command that moved money, after its body and before
@@ -333,6 +336,24 @@ class LedgerService:
         result_type: type[R],
         body: Callable[[Command], R],
         usage: tuple[str, str] | None = None,
+    ) -> R:
+        # Commands of this process on one account queue here, before their transaction,
+        # instead of on the balance row lock inside it (which stays the guarantee, across
+        # processes): a PostgreSQL statement that waited for that lock must read the book
+        # again (see store.lock_and_load), under the lock, so a queue on it makes each
+        # waiting command longer and the queue longer still. Striped: bounded memory, and
+        # two accounts rarely share a stripe.
+        with self._account_locks[hash(account_id) % ACCOUNT_LOCK_STRIPES]:
+            return self._run_locked(account_id, key, print_, result_type, body, usage)
+
+    def _run_locked(
+        self,
+        account_id: str,
+        key: str | None,
+        print_: str | None,
+        result_type: type[R],
+        body: Callable[[Command], R],
+        usage: tuple[str, str] | None,
     ) -> R:
         with self.db.write() as conn:
             locked = store.lock_and_load(conn, account_id, key, usage)
