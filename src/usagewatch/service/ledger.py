@@ -343,19 +343,8 @@ class LedgerService:
         # again (see store.lock_and_load), under the lock, so a queue on it makes each
         # waiting command longer and the queue longer still. Striped: bounded memory, and
         # two accounts rarely share a stripe.
-        with self._account_locks[hash(account_id) % ACCOUNT_LOCK_STRIPES]:
-            return self._run_locked(account_id, key, print_, result_type, body, usage)
-
-    def _run_locked(
-        self,
-        account_id: str,
-        key: str | None,
-        print_: str | None,
-        result_type: type[R],
-        body: Callable[[Command], R],
-        usage: tuple[str, str] | None,
-    ) -> R:
-        with self.db.write() as conn:
+        queue = self._account_locks[hash(account_id) % ACCOUNT_LOCK_STRIPES]
+        with queue, self.db.write() as conn:
             locked = store.lock_and_load(conn, account_id, key, usage)
             if locked is None:
                 raise NotFound("account_not_found", f"no account {account_id!r}")
