@@ -69,7 +69,7 @@ import sqlalchemy as sa
 
 import benchdb
 import usage_bench
-from usage_bench import ADMIN_TOKEN, Clients, Server, Target, ours_args, postgres_cpu
+from usage_bench import ADMIN_TOKEN, Clients, Server, Target, database_cpu, ours_args
 
 ENGINES = ("sqlite", "postgresql")
 BENCH_DATABASE = "usagewatch_bench_dashboard"
@@ -502,11 +502,11 @@ def charges_with_streams(
                 time.sleep(0.5)  # the opening burst of first events is over
             before, holders_before = server.cpu(), holders.cpu()
             loop_before = server.main_thread_cpu()
-            database_before = postgres_cpu() if engine == "postgresql" else math.nan
+            database_before = database_cpu(engine)
             done, rate = pool.run("sms", target, f"{engine}-{step}", seconds, clients)
             used = server.cpu() - before
             loop_used = server.main_thread_cpu() - loop_before
-            database_used = postgres_cpu() - database_before
+            database_used = database_cpu(engine) - database_before
             # what the stream readers took from the shared cores meanwhile
             holders_cores = (holders.cpu() - holders_before) / seconds
             if with_streams:

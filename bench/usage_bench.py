@@ -129,10 +129,12 @@ def _proc_cpu(stat_path: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu() -> float:
-    """User + system CPU seconds of every PostgreSQL process on this machine (its backends,
-    WAL writer, checkpointer...), or nan when there is none: the bench's PostgreSQL is local,
-    so this is the database's share of each operation."""
+def database_cpu(engine: str) -> float:
+    """User + system CPU seconds so far of the database's own processes: on PostgreSQL every
+    postgres process on this machine (backends, WAL writer, checkpointer...; the bench's
+    PostgreSQL is local); nan on SQLite, which runs inside the server."""
+    if engine != "postgresql":
+        return float("nan")
     total, seen = 0, False
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -470,7 +472,7 @@ def measure_rate(
 ) -> Rate:
     rates: dict[str, list[float]] = {"ours": [], "baseline": []}
     cpu: dict[str, list[float]] = {"ours": [], "baseline": []}
-    database_cpu: list[float] = []
+    database_ms: list[float] = []  # of ours (nan on SQLite)
     for kind in ("baseline", "ours"):  # warm connections, caches and the database
         server, target = servers[kind]
         done, _ = pool.run(op, target, f"{engine}-{op}-{n}-warm-{kind}", WARMUP_SECONDS, n)
@@ -478,14 +480,12 @@ def measure_rate(
             tally.add(op, done)
     for step, kind in enumerate(["baseline", "ours", "ours", "baseline"]):
         server, target = servers[kind]
-        before, database_before = server.cpu(), postgres_cpu()
+        before, database_before = server.cpu(), database_cpu(engine)
         done, rate = pool.run(op, target, f"{engine}-{op}-{n}-{step}", seconds / 2, n)
         used = server.cpu() - before
         if kind == "ours":
             tally.add(op, done)
-            if engine == "postgresql":
-                database_used = postgres_cpu() - database_before
-                database_cpu.append(database_used / max(done, 1) * 1000)
+            database_ms.append((database_cpu(engine) - database_before) / max(done, 1) * 1000)
         rates[kind].append(rate)
         cpu[kind].append(used / max(done, 1) * 1000)
     row = Rate(
@@ -496,7 +496,7 @@ def measure_rate(
         statistics.fmean(rates["baseline"]),
         statistics.fmean(cpu["ours"]),
         statistics.fmean(cpu["baseline"]),
-        statistics.fmean(database_cpu) if database_cpu else float("nan"),
+        statistics.fmean(database_ms),
     )
     log(
         f"  {engine:<10} {what:<22} {n} client(s): ours {row.ours:7.0f}/s"
