@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN
+from usagewatch.adapters import events
 from usagewatch.adapters.events import FANOUT_INTERVAL_SECONDS
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal, Role
@@ -242,6 +243,27 @@ def test_a_disconnected_client_is_unsubscribed(
         # Starlette notices the disconnect when it next sends: give it something to send.
         container.ledger.add_credit(acme, LotKind.PAID, Money.parse("1"))
         time.sleep(0.1)
+
+
+def test_an_idle_stream_gets_keepalives_and_a_gone_client_is_noticed_without_a_change(
+    live_server: str, container: Container, acme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account's ticker wakes every stream each FANOUT_TICK_SECONDS: a `: keepalive`
+    comment goes out, and a client that went away is unsubscribed, with no balance change
+    to send."""
+    monkeypatch.setattr(events, "FANOUT_TICK_SECONDS", 0.2)
+    with balance_stream(live_server, acme) as stream:
+        stream.next_balance(CONNECT_DEADLINE)
+        deadline = time.monotonic() + 5
+        while len(stream.comments) < 2:
+            assert time.monotonic() < deadline, "no keepalives"
+            time.sleep(0.05)
+        assert set(stream.comments) == {": keepalive"}
+        stream.assert_quiet(0.5)  # keepalives are comments, never balance events
+    deadline = time.monotonic() + 5
+    while container.feed.subscriber_count():
+        assert time.monotonic() < deadline, "the subscription outlived its client"
+        time.sleep(0.05)
 
 
 def test_the_stream_follows_the_access_policy(

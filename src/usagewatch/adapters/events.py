@@ -39,6 +39,11 @@ WILDCARD = "*"
 SQLITE_POLL_SECONDS = 0.2
 SQLITE_VERSIONS_PER_STATEMENT = 500  # bound on the watcher's IN list (SQLite variables)
 FANOUT_INTERVAL_SECONDS = 0.5  # at most this often one read per account with open streams
+# Every listener is woken this often with nothing new (`Listener.ticks` moves), so an idle
+# stream can send a keepalive and notice that its client has gone: one timer per account,
+# not one per stream and wait.
+FANOUT_TICK_SECONDS = 15.0
+NOTHING: Any = object()  # what a listener has before the first read
 
 
 @dataclass(eq=False)
@@ -169,11 +174,13 @@ class BalanceFeed:
 @dataclass(eq=False)
 class Listener:
     """One open stream: `event` is set when `latest` (a reader's result, or the exception it
-    raised) is new."""
+    raised) is new, or when `ticks` moved (every FANOUT_TICK_SECONDS). `latest` is
+    `NOTHING` until the first read."""
 
     channel: _Channel
     event: asyncio.Event = field(default_factory=asyncio.Event)
-    latest: Any = None
+    latest: Any = NOTHING
+    ticks: int = 0
 
 
 @dataclass(eq=False)
@@ -183,11 +190,13 @@ class _Channel:
     read: Callable[[str], Awaitable[Any]]
     listeners: set[Listener] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    ticker: asyncio.Task[None] | None = None
     joined: bool = False  # a listener joined: the next read goes to everyone, even unchanged
 
 
 class FanOut:
-    """Per account and event loop: one feed subscription, one reader task, many listeners."""
+    """Per account and event loop: one feed subscription, one reader task, one ticker task
+    (FANOUT_TICK_SECONDS) and many listeners."""
 
     def __init__(self, feed: BalanceFeed) -> None:
         self.feed = feed
@@ -203,7 +212,9 @@ class FanOut:
             channel = self._channels[key] = _Channel(
                 account_id, self.feed.subscribe(account_id), read
             )
-            channel.task = asyncio.get_running_loop().create_task(self._run(channel))
+            loop = asyncio.get_running_loop()
+            channel.task = loop.create_task(self._run(channel))
+            channel.ticker = loop.create_task(self._tick(channel))
         listener = Listener(channel)
         channel.listeners.add(listener)
         channel.joined = True
@@ -219,11 +230,13 @@ class FanOut:
         if self._channels.get(key) is channel:
             del self._channels[key]
         self.feed.unsubscribe(channel.sub)
-        if channel.task is not None and not channel.sub.loop.is_closed():
-            channel.task.cancel()
+        if not channel.sub.loop.is_closed():
+            for task in (channel.task, channel.ticker):
+                if task is not None:
+                    task.cancel()
 
     async def _run(self, channel: _Channel) -> None:
-        previous: Any = _NOTHING
+        previous: Any = NOTHING
         while True:
             await channel.sub.event.wait()
             channel.sub.event.clear()
@@ -242,5 +255,9 @@ class FanOut:
                     listener.event.set()
             await asyncio.sleep(FANOUT_INTERVAL_SECONDS)
 
-
-_NOTHING = object()  # no read yet
+    async def _tick(self, channel: _Channel) -> None:
+        while True:
+            await asyncio.sleep(FANOUT_TICK_SECONDS)
+            for listener in list(channel.listeners):
+                listener.ticks += 1
+                listener.event.set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from usagewatch.adapters.events import FANOUT_TICK_SECONDS, NOTHING
 from usagewatch.api.auth import OPERATOR, READ, allow, container
 from usagewatch.api.pagination import decode_int_cursor, encode_cursor, limit_param
 from usagewatch.api.schemas import (
@@ -31,7 +31,6 @@ from usagewatch.service.ledger import CreditResult
 from usagewatch.service.queries import BalanceView, LotView
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["credits, balance, ledger"])
-SSE_KEEPALIVE_SECONDS = 15.0
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 
 
@@ -164,7 +163,7 @@ def get_ledger(
     summary="Live balance (Server-Sent Events)",
     description="An `event: balance` with the balance body at once and within a second of "
     "every change, from any process (at most two a second: a burst of changes arrives as "
-    "its final balance); a `: keepalive` comment every 15 s.",
+    f"its final balance); a `: keepalive` comment every {FANOUT_TICK_SECONDS:.0f} s.",
     response_class=StreamingResponse,
 )
 async def stream_balance(
@@ -210,21 +209,20 @@ async def _balance_events(
     listener = c.feed.fanout.join(account_id, read)
     try:
         yield snap.message
+        ticks = 0
         while True:
-            try:
-                async with asyncio.timeout(SSE_KEEPALIVE_SECONDS):  # no task per wait
-                    await listener.event.wait()
-            except TimeoutError:
-                if await request.is_disconnected():
-                    return
-                yield ": keepalive\n\n"
-                continue
+            await listener.event.wait()
             listener.event.clear()
             latest = listener.latest
             if isinstance(latest, BaseException):
                 raise latest
-            if latest.body != last:
+            if latest is not NOTHING and latest.body != last:
                 last = latest.body
                 yield latest.message
+            if listener.ticks != ticks:  # every FANOUT_TICK_SECONDS
+                ticks = listener.ticks
+                if await request.is_disconnected():
+                    return
+                yield ": keepalive\n\n"
     finally:
         c.feed.fanout.leave(listener)
