@@ -39,6 +39,9 @@ database file by the server's first checkpoints otherwise). The time it took is 
 Then, with the server up, the bench waits until its statements worker has caught up with
 the monthly statements the seeded year owes (one per month, tens of seconds each at 10M
 records): a one-off after a bulk load of history, not the steady state being measured.
+The charges start with a warm-up round (not counted), after which PostgreSQL gets ANALYZE
+and the same wait for quiet (`settle`): the new account's tables have statistics, and the
+autovacuum workers its first charges start are done before the measured rounds begin.
 
 SQLite runs on a file in a temporary directory; PostgreSQL in a throwaway database
 `usagewatch_bench_dashboard` (dropped at the end) on --postgres-url,
@@ -151,6 +154,32 @@ def catch_up(url: str) -> None:
     finally:
         db.dispose()
     print(f"  caught up in {time.perf_counter() - started:.1f} s: {done}", file=sys.stderr)
+
+
+def settle(url: str) -> None:
+    """After the warm-up round of charges, before the measured ones: on PostgreSQL ANALYZE
+    (the new account's journal, records and rollups have no statistics yet) and a wait for
+    the autovacuum workers that traffic on freshly loaded tables starts; otherwise they run
+    during the first rounds (PostgreSQL's CPU per SMS was two to three times the steady
+    state's there). SQLite needs nothing."""
+    from usagewatch.adapters.db.engine import Database
+
+    db = Database(url)
+    try:
+        if db.is_sqlite:
+            return
+        started = time.perf_counter()
+        autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        with autocommit.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            waited = _wait_for_quiet(conn)
+        print(
+            f"    settled in {time.perf_counter() - started:.1f} s: ANALYZE, then quiet"
+            f" after {waited:.1f} s",
+            file=sys.stderr,
+        )
+    finally:
+        db.dispose()
 
 
 def wait_for_statements(url: str) -> None:
@@ -478,6 +507,7 @@ class StreamRow:
 
 def charges_with_streams(
     server: Server,
+    url: str,
     target: Target,
     cookie: str,
     engine: str,
@@ -495,6 +525,7 @@ def charges_with_streams(
         # A whole round of warm-up: the first measured round is otherwise the slowest, and
         # it is one without streams.
         pool.run("sms", target, f"{engine}-warm", seconds, clients)
+        settle(url)
         order = [False, True, True, False] * rounds
         for step, with_streams in enumerate(order):
             if with_streams:
@@ -592,6 +623,7 @@ def run_engine(
                 print(f"  2. SMS charges with 0 vs {args.streams} open streams", file=sys.stderr)
                 streams = charges_with_streams(
                     server,
+                    url,
                     Target(server.base, token, ACCOUNT),
                     cookie,
                     engine,
