@@ -145,11 +145,9 @@ def catch_up(url: str) -> None:
                 raise RuntimeError("the WAL checkpoint was blocked by another connection")
             done = f"ANALYZE, then a WAL of {wal_bytes:,} bytes checkpointed"
         else:
-            autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-            with autocommit.connect() as conn:
-                conn.exec_driver_sql(f"VACUUM (ANALYZE) {', '.join(SEEDED_TABLES)}")
-                vacuumed = time.perf_counter() - started
-                waited = _wait_for_quiet(conn)
+            vacuumed, waited = _run_then_wait_for_quiet(
+                db, f"VACUUM (ANALYZE) {', '.join(SEEDED_TABLES)}"
+            )
             done = f"VACUUM (ANALYZE) in {vacuumed:.1f} s, then quiet after {waited:.1f} s"
     finally:
         db.dispose()
@@ -168,14 +166,10 @@ def settle(url: str) -> None:
     try:
         if db.is_sqlite:
             return
-        started = time.perf_counter()
-        autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-        with autocommit.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-            waited = _wait_for_quiet(conn)
+        analyzed, waited = _run_then_wait_for_quiet(db, "ANALYZE")
         print(
-            f"    settled in {time.perf_counter() - started:.1f} s: ANALYZE, then quiet"
-            f" after {waited:.1f} s",
+            f"    settled in {analyzed + waited:.1f} s: ANALYZE in {analyzed:.1f} s, then"
+            f" quiet after {waited:.1f} s",
             file=sys.stderr,
         )
     finally:
@@ -216,6 +210,17 @@ def wait_for_statements(url: str) -> None:
     finally:
         db.dispose()
     print(f"  {made} monthly statements caught up in {waited:.0f} s", file=sys.stderr)
+
+
+def _run_then_wait_for_quiet(db: Any, sql: str) -> tuple[float, float]:
+    """PostgreSQL: run a maintenance statement outside a transaction, then wait for quiet
+    (`_wait_for_quiet`); returns the seconds each took."""
+    started = time.perf_counter()
+    autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as conn:
+        conn.exec_driver_sql(sql)
+        took = time.perf_counter() - started
+        return took, _wait_for_quiet(conn)
 
 
 def _wait_for_quiet(conn: Any) -> float:

@@ -198,8 +198,9 @@ async def _balance_events(
     request: Request, c: Container, account_id: str, first: BalanceView
 ) -> AsyncIterator[str]:
     """The first balance, then the balance after each change if it differs from the last
-    one sent. The account's open streams share one read per change (`FanOut`); `first` was
-    read before joining, and joining makes one more read, so a change in between is sent."""
+    one sent, and a keepalive comment on each of the account's ticks. The account's open
+    streams share one read per change (`FanOut`); `first` was read before joining, and
+    joining makes one more read, so a change in between is sent."""
 
     async def read(account: str) -> _Snapshot:
         return await run_in_threadpool(lambda: _snapshot(c.queries.balance(account)))
