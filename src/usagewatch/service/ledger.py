@@ -30,6 +30,7 @@ from usagewatch.domain.money import AMOUNT_MICROS_MAX, BALANCE_MICROS_MAX, Money
 HOLD_TTL_SECONDS_MAX = 24 * 3600
 SWEEP_BATCH_MAX = 500
 ACCOUNT_LOCK_STRIPES = 256  # in-process queue in front of the balance row lock (see _run)
+GROUP_COMMANDS_MAX = 8  # commands of one account committed together (see _run)
 
 R = TypeVar("R")
 
@@ -281,6 +282,38 @@ def _next_expiry(book: Book) -> int | None:
     return min(dates) if dates else None
 
 
+@dataclass(eq=False)
+class _Queued:
+    """A command waiting in its account's queue, and its outcome once run."""
+
+    account_id: str
+    key: str | None
+    print_: str | None
+    result_type: type[Any]
+    body: Callable[[Command], Any]
+    usage: tuple[str, str] | None
+    done: bool = False
+    result: Any = None
+    error: Exception | None = None
+    kinds: list[str] = field(default_factory=list)
+
+
+class _Stripe:
+    """The queue of the accounts whose ids hash to one stripe; one command group at a time."""
+
+    def __init__(self) -> None:
+        self.turn = threading.Condition(threading.Lock())
+        self.queue: list[_Queued] = []
+        self.busy = False
+
+    def take(self, account_id: str) -> list[_Queued]:
+        """The oldest queued commands of `account_id`, out of the queue (hold `turn`)."""
+        group = [q for q in self.queue if q.account_id == account_id][:GROUP_COMMANDS_MAX]
+        taken = set(map(id, group))
+        self.queue = [q for q in self.queue if id(q) not in taken]
+        return group
+
+
 class LedgerService:
     def __init__(
         self,
@@ -294,7 +327,7 @@ class LedgerService:
         self._on_balance_change = on_balance_change
         self._on_entry = on_entry
         self._triggers: list[Callable[[Command], None]] = []
-        self._account_locks = [threading.RLock() for _ in range(ACCOUNT_LOCK_STRIPES)]
+        self._stripes = [_Stripe() for _ in range(ACCOUNT_LOCK_STRIPES)]
 
     def add_trigger(self, trigger: Callable[[Command], None]) -> None:
         """Run `trigger` inside every command that moved money, after its body and before
@@ -343,35 +376,104 @@ class LedgerService:
         # again (see store.lock_and_load), under the lock, so a queue on it makes each
         # waiting command longer and the queue longer still. Striped: bounded memory, and
         # two accounts rarely share a stripe.
-        queue = self._account_locks[hash(account_id) % ACCOUNT_LOCK_STRIPES]
-        with queue, self.db.write() as conn:
-            locked = store.lock_and_load(conn, account_id, key, usage)
-            if locked is None:
-                raise NotFound("account_not_found", f"no account {account_id!r}")
-            state, prior, lots = locked.state, locked.prior, locked.lots
-            if prior is not None:
-                if prior.fingerprint != print_ or prior.result_json is None:
-                    raise Conflict(
-                        "idempotency_key_reused",
-                        "this idempotency key was already used with a different request",
-                    )
-                return result_type(**json.loads(prior.result_json))
-            version_before = state.version
-            book = Book.of(lots, Money(state.overdraft_micros))
-            command = Command(
-                conn, state, book, self.clock.now(), usage_key=usage, usage_row=locked.usage_row
-            )
-            command.available_before = state.available_micros
-            command.expire_due_lots()
-            result = body(command)
-            command.book.assert_settled(command.now)
-            if state.version != version_before:
-                for trigger in self._triggers:
-                    trigger(command)
-                self._announce(conn, account_id)
+        #
+        # The thread whose turn it is runs every command then queued for its account, up to
+        # GROUP_COMMANDS_MAX, one after the other in one transaction (group commit): each
+        # sees the one before it as if it had committed, and their commit is one. If any of
+        # them fails, the transaction rolls back and each runs again in a transaction of
+        # its own, so a command's outcome never depends on the others in its group.
+        stripe = self._stripes[hash(account_id) % ACCOUNT_LOCK_STRIPES]
+        mine = _Queued(account_id, key, print_, result_type, body, usage)
+        with stripe.turn:
+            stripe.queue.append(mine)
+        while True:
+            with stripe.turn:
+                while stripe.busy and not mine.done:
+                    stripe.turn.wait()
+                if mine.done:
+                    break
+                stripe.busy = True
+                group = stripe.take(account_id)
+            try:
+                self._run_group(group)
+            finally:
+                with stripe.turn:
+                    stripe.busy = False
+                    stripe.turn.notify_all()
+        if mine.error is not None:
+            raise mine.error
         if self._on_entry is not None:
-            for kind in command.kinds:
+            for kind in mine.kinds:
                 self._on_entry(kind)
+        return mine.result  # type: ignore[no-any-return]
+
+    def _run_group(self, group: list[_Queued]) -> None:
+        try:
+            if len(group) > 1:
+                ran = False
+                try:
+                    with self.db.write() as conn:
+                        for queued in group:
+                            queued.result = self._step(conn, queued)
+                        ran = True
+                except Exception as exc:
+                    if ran:  # the commit failed: whether it took is unknown, none runs again
+                        for queued in group:
+                            queued.error = exc
+                            queued.done = True
+                        return
+                    # one of them failed and the transaction rolled back: each runs alone
+                else:
+                    for queued in group:
+                        queued.done = True
+                    return
+            for queued in group:
+                try:
+                    with self.db.write() as conn:
+                        queued.result = self._step(conn, queued)
+                except Exception as exc:
+                    queued.error = exc
+                queued.done = True
+        finally:
+            for queued in group:  # an interrupt: nobody waits for ever
+                if not queued.done:
+                    queued.error = RuntimeError("the command was interrupted")
+                    queued.done = True
+
+    def _step(self, conn: Connection, queued: _Queued) -> Any:
+        """One command inside a write transaction (`_run`): lock, replay, body, triggers."""
+        account_id, key, print_ = queued.account_id, queued.key, queued.print_
+        queued.kinds = []
+        locked = store.lock_and_load(conn, account_id, key, queued.usage)
+        if locked is None:
+            raise NotFound("account_not_found", f"no account {account_id!r}")
+        state, prior, lots = locked.state, locked.prior, locked.lots
+        if prior is not None:
+            if prior.fingerprint != print_ or prior.result_json is None:
+                raise Conflict(
+                    "idempotency_key_reused",
+                    "this idempotency key was already used with a different request",
+                )
+            return queued.result_type(**json.loads(prior.result_json))
+        version_before = state.version
+        book = Book.of(lots, Money(state.overdraft_micros))
+        command = Command(
+            conn,
+            state,
+            book,
+            self.clock.now(),
+            usage_key=queued.usage,
+            usage_row=locked.usage_row,
+        )
+        command.available_before = state.available_micros
+        command.expire_due_lots()
+        result = queued.body(command)
+        command.book.assert_settled(command.now)
+        if state.version != version_before:
+            for trigger in self._triggers:
+                trigger(command)
+            self._announce(conn, account_id)
+        queued.kinds = command.kinds
         return result
 
     def _announce(self, conn: Connection, account_id: str) -> None:

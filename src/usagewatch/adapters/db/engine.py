@@ -8,6 +8,7 @@ with a row lock on the account's balance row in every command (see store.lock_an
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+log = logging.getLogger(__name__)
 
 
 def normalize_url(url: str) -> str:
@@ -69,8 +72,11 @@ class Database:
         finally:
             if lock is not None:
                 lock.release()
-        for callback in callbacks:
-            callback()
+        for callback in callbacks:  # the transaction committed: each one runs, whatever
+            try:
+                callback()
+            except Exception:
+                log.exception("a callback after commit failed")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -85,7 +91,9 @@ class Database:
 
 
 def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
-    """Run `callback` after the current write transaction commits (never if it rolls back)."""
+    """Run `callback` after the current write transaction commits (never if it rolls back).
+    An exception it raises is logged: the transaction stays committed, its caller gets its
+    result, and the callbacks after it still run."""
     conn.info["after_commit"].append(callback)
 
 
