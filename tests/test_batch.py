@@ -175,3 +175,50 @@ def test_sms_may_come_with_their_delivery_status(
     with container.db.read() as conn:
         assert conn.execute(sa.select(usage_rollups.c.delivered)).scalar() == 3
     assert verify(container.db) == []
+
+
+VALID = {
+    "call": EVENTS[0],
+    "sms": {k: v for k, v in EVENTS[1].items() if k != "body"} | {"units": 1, "status": "sent"},
+    "whatsapp": EVENTS[2],
+}
+ID_FIELDS = {"call": "call_sid", "sms": "sms_sid", "whatsapp": "conversation_id"}
+ODD_VALUES: list[Any] = [["x"], {"a": 1}, 1.5, True, None, -1, "x" * 200, ""]
+
+
+def test_every_field_of_every_kind_with_a_value_of_the_wrong_shape_is_rejected_alone(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    """Lists, objects, floats, booleans, nulls, negatives and overlong strings in any field
+    (JSON can carry them all) give that event its own result with a stable code; the batch
+    still answers 200 and charges its good events."""
+    events: list[Any] = [{"kind": ["sms"]}, {"kind": {"a": 1}}, ["not", "an", "object"]]
+    for kind, valid in VALID.items():
+        for field in valid:
+            for n, value in enumerate(ODD_VALUES):
+                event = dict(valid, **{ID_FIELDS[kind]: f"{kind}-{field}-{n}"})
+                event[field] = value
+                events.append(event)
+    good = [dict(valid, **{ID_FIELDS[kind]: f"good-{kind}"}) for kind, valid in VALID.items()]
+    results = batch(client, platform, events + good)
+    assert len(results) == len(events) + len(good)
+    assert [r["status"] for r in results[len(events) :]] == ["applied"] * 3
+    for event, result in zip(events, results, strict=False):
+        assert result["status"] in {"applied", "rejected"}, (event, result)
+        if result["status"] == "rejected":
+            assert result["error"]["code"] in {
+                "validation_error",
+                "missing_field",
+                "unknown_field",
+                "invalid_status",
+                "invalid_timestamp",
+                "invalid_duration",
+                "invalid_units",
+                "invalid_sms_type",
+                "invalid_call_direction",
+                "invalid_whatsapp_category",
+            }, (event, result)
+    applied = [e for e, r in zip(events, results, strict=False) if r["status"] == "applied"]
+    # only a null in an optional text field (or an empty consumer/campaign) is still valid
+    assert all(isinstance(e, dict) for e in applied)
+    assert verify(container.db) == []

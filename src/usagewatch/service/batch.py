@@ -133,7 +133,7 @@ class BatchService:
         prices: dict[tuple[Any, ...], tuple[int, int | None, Money] | UsageWatchError] = {}
         instants: dict[datetime, tuple[str, int]] = {}
         seen: dict[tuple[str, str], _Event] = {}
-        candidates: list[tuple[_Event, dict[str, Any]]] = []
+        candidates: list[tuple[_Event, tuple[Any, ...]]] = []
         for event in events:
             key = (event.service, event.natural_id)
             if key in seen:  # the same id twice in one batch
@@ -156,32 +156,29 @@ class BatchService:
                 )
             seen[key] = event
             raw = event.raw
-            candidates.append(
-                (
-                    event,
-                    {
-                        "account_id": account_id,
-                        "service": event.service,
-                        "sub_type": event.sub_type,
-                        "natural_id": event.natural_id,
-                        "status": event.status,
-                        "consumer": raw.get("consumer"),
-                        "campaign_id": raw.get("campaign_id"),
-                        "from_number": raw.get("from"),
-                        "to_number": raw.get("to"),
-                        "quantity": quantity,
-                        "duration_seconds": duration,
-                        "price_micros": price.micros,
-                        "local_date": dated[0],
-                        "occurred_at_us": dated[1],
-                        "updated_at_us": now_us,
-                        "request_fingerprint": event.print_,
-                        "start_result_json": None,
-                        "end_result_json": None,
-                        "end_fingerprint": None,
-                    },
-                )
+            # the record's values in usage_store.RECORD_NAMES order
+            row: tuple[Any, ...] = (
+                account_id,
+                event.service,
+                event.sub_type,
+                event.natural_id,
+                event.status,
+                raw.get("consumer"),
+                raw.get("campaign_id"),
+                raw.get("from"),
+                raw.get("to"),
+                quantity,
+                duration,
+                price.micros,
+                dated[0],
+                dated[1],
+                now_us,
+                event.print_,
+                None,  # start_result_json
+                None,  # end_result_json
+                None,  # end_fingerprint
             )
+            candidates.append((event, row))
         # Insert first: ids the account already has are skipped by the unique constraint,
         # then judged (duplicate or conflicting) from what is stored.
         skipped = usage_store.insert_new_records(cmd.conn, [row for _, row in candidates])
@@ -197,22 +194,18 @@ class BatchService:
         for event, row in candidates:
             if skipped and (event.service, event.natural_id) in skipped:
                 continue
-            group = (
-                row["local_date"],
-                row["service"],
-                row["sub_type"],
-                row["consumer"] or "",
-                row["campaign_id"] or "",
-            )
+            day, price_micros = row[_DATE], row[_PRICE]
+            consumer, campaign = row[_CONSUMER] or "", row[_CAMPAIGN] or ""
+            group = (day, row[_SERVICE_AT], row[_SUB_TYPE], consumer, campaign)
             sums = rollups[group]
             sums[0] += 1
-            sums[1] += row["quantity"]
-            sums[2] += row["duration_seconds"] or 0
-            sums[3] += row["price_micros"]
-            sums[4] += row["status"] == "delivered"
-            totals[row["local_date"]] += row["price_micros"]
+            sums[1] += row[_QUANTITY]
+            sums[2] += row[_DURATION] or 0
+            sums[3] += price_micros
+            sums[4] += row[_STATUS] == "delivered"
+            totals[day] += price_micros
             applied += 1
-            results[event.index] = EventResult(event.natural_id, "applied", row["price_micros"])
+            results[event.index] = EventResult(event.natural_id, "applied", price_micros)
         # One journal entry per usage date, its reference that date: the journal is dated
         # when the money moved, and the reference says which day's usage it paid for, so
         # `usagewatch reconcile` can match it with the records (dated when usage happened).
@@ -307,6 +300,16 @@ def _text(raw: Mapping[str, Any], field: str, required: bool = False, length: in
 
 
 _E = TypeVar("_E")
+_ID_LENGTH_MAX = 128
+# positions in a record's values (usage_store.RECORD_NAMES)
+_SERVICE_AT, _SUB_TYPE, _STATUS, _CONSUMER, _CAMPAIGN = (
+    usage_store.RECORD_NAMES.index(name)
+    for name in ("service", "sub_type", "status", "consumer", "campaign_id")
+)
+_QUANTITY, _DURATION, _PRICE, _DATE = (
+    usage_store.RECORD_NAMES.index(name)
+    for name in ("quantity", "duration_seconds", "price_micros", "local_date")
+)
 _TEXT_LENGTHS_MAX = (("consumer", 128), ("campaign_id", 64), ("from", 32), ("to", 32))
 
 
@@ -336,17 +339,19 @@ class _Parser:
         return instant
 
     def parse(self, index: int, raw: Any) -> _Event:
-        if not isinstance(raw, Mapping):
+        if type(raw) is not dict and not isinstance(raw, Mapping):
             raise Invalid("validation_error", "an event is a JSON object", "events")
         kind = raw.get("kind")
-        if kind not in _ID_FIELD:
+        if type(kind) is not str or kind not in _ID_FIELD:
             raise Invalid("validation_error", "kind is call, sms or whatsapp", "kind")
-        unknown = raw.keys() - _FIELDS[kind]
-        if unknown:
-            field = sorted(unknown)[0]
+        if not _FIELDS[kind].issuperset(raw):
+            field = sorted(raw.keys() - _FIELDS[kind])[0]
             raise Invalid("unknown_field", f"{kind} events do not take {field!r}", field)
         id_field = _ID_FIELD[kind]
-        natural_id = check_natural_id(_text(raw, id_field, required=True), id_field)
+        natural_id = raw.get(id_field)
+        if type(natural_id) is not str or len(natural_id) > _ID_LENGTH_MAX:
+            natural_id = _text(raw, id_field, required=True, length=_ID_LENGTH_MAX)  # raises
+        natural_id = check_natural_id(natural_id, id_field)
         occurred_at = self._occurred_at(raw.get("occurred_at"))
         for field, length in _TEXT_LENGTHS_MAX:
             value = raw.get(field)
@@ -366,11 +371,11 @@ class _Parser:
             sub_type = sms_type.value
             # a completed SMS may carry its delivery status already (default: sent)
             sms_status = raw.get("status", "sent")
-            if sms_status not in SMS_STATUSES:
+            if type(sms_status) is not str or sms_status not in SMS_STATUSES:
                 raise Invalid(
                     "invalid_status", f"status is one of {sorted(SMS_STATUSES)}", "status"
                 )
-            status = str(sms_status)
+            status = sms_status
             pricing = ("sms", sms_type, count)
         elif kind == "whatsapp":
             category = self._name(rating.parse_whatsapp_category, raw.get("category"))
@@ -380,11 +385,11 @@ class _Parser:
         else:
             direction = self._name(rating.parse_call_direction, raw.get("direction"))
             call_status = raw.get("status")
-            if call_status not in CALL_STATUSES:
+            if type(call_status) is not str or call_status not in CALL_STATUSES:
                 raise Invalid(
                     "invalid_status", f"status is one of {sorted(CALL_STATUSES)}", "status"
                 )
-            status = str(call_status)
+            status = call_status
             duration = rating.check_duration(raw.get("duration_seconds"))
             sub_type = direction.value
             pricing = ("call", direction, status, duration)

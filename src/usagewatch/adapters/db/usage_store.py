@@ -9,7 +9,6 @@ rollups goes through this module so the other two follow it."""
 from __future__ import annotations
 
 import json
-import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,7 +112,7 @@ def list_records(
 def insert_record(conn: Connection, record: UsageRecord) -> None:
     """Insert a usage record without rolling it up (a call in progress: rolled up when it
     ends). Its natural id must be new."""
-    _insert_record.run(conn, {name: getattr(record, name) for name in _RECORD_NAMES})
+    _insert_record.run(conn, {name: getattr(record, name) for name in RECORD_NAMES})
 
 
 def record_write(record: UsageRecord) -> store.Write:
@@ -126,7 +125,7 @@ def record_write(record: UsageRecord) -> store.Write:
         if conn.dialect.name == "postgresql":
             _insert_record_rolled_up_pg.run(conn, params)
         else:
-            _insert_record.run(conn, {name: getattr(record, name) for name in _RECORD_NAMES})
+            _insert_record.run(conn, {name: getattr(record, name) for name in RECORD_NAMES})
             _add_rollup_sqlite(conn, record, 1, record.quantity, record.duration_seconds or 0)
 
     return store.Write("usage_record", _RECORD_CTES_PG, params, run)
@@ -140,7 +139,7 @@ def insert_record_once(conn: Connection, record: UsageRecord) -> bool:
     index waits for it and skips."""
     if conn.dialect.name == "postgresql":
         return _insert_record_once_pg.first(conn, _record_params_pg(record)) is not None
-    values = {name: getattr(record, name) for name in _RECORD_NAMES}
+    values = {name: getattr(record, name) for name in RECORD_NAMES}
     if _insert_record_once_sqlite.run(conn, values) == 0:
         return False
     _add_rollup_sqlite(conn, record, 1, record.quantity, record.duration_seconds or 0)
@@ -149,7 +148,7 @@ def insert_record_once(conn: Connection, record: UsageRecord) -> bool:
 
 def _record_params_pg(record: UsageRecord) -> dict[str, Any]:
     """The binds of `_record_ctes_pg`: the record's columns (rec_*) and its rollup (r_*)."""
-    params = {f"rec_{name}": getattr(record, name) for name in _RECORD_NAMES}
+    params = {f"rec_{name}": getattr(record, name) for name in RECORD_NAMES}
     params.update(_rollup_values(record, 1, record.quantity, record.duration_seconds or 0))
     return params
 
@@ -211,7 +210,7 @@ _update_record = Prepared(
 
 
 def update_record(conn: Connection, record: UsageRecord) -> None:
-    values = {f"new_{name}": getattr(record, name) for name in _RECORD_NAMES}
+    values = {f"new_{name}": getattr(record, name) for name in RECORD_NAMES}
     _update_record.run(conn, {"record": record.id, **values})
 
 
@@ -379,11 +378,11 @@ _delivered_updates_pg = sa.text(
 )
 
 
-def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """Insert usage records, skipping natural ids the account already has; returns the
-    (service, natural_id) of those skipped (usually none). PostgreSQL gets one statement
-    over column arrays (unnest) when some ids are known; SQLite an executemany of the ids
-    not found."""
+def insert_new_records(conn: Connection, rows: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
+    """Insert usage records (each its values in RECORD_NAMES order), skipping natural ids
+    the account already has; returns the (service, natural_id) of those skipped (usually
+    none). PostgreSQL gets one statement over column arrays (unnest) when some ids are
+    known; SQLite an executemany of the ids not found."""
     if not rows:
         return set()
     if conn.dialect.name == "postgresql":
@@ -391,17 +390,17 @@ def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tupl
         # unique index; then the insert that skips known ids runs instead.
         try:
             with conn.begin_nested():
-                copy_rows(conn, usage_records.name, _RECORD_NAMES, map(_record_values, rows))
+                copy_rows(conn, usage_records.name, RECORD_NAMES, rows)
             return set()
         except sa.exc.IntegrityError as exc:
             if getattr(exc.orig, "sqlstate", None) != _UNIQUE_VIOLATION:
                 raise
-        columns = zip(*map(_record_values, rows), strict=True)
-        arrays = dict(zip(_RECORD_NAMES, map(list, columns), strict=True))
+        columns = zip(*rows, strict=True)
+        arrays = dict(zip(RECORD_NAMES, map(list, columns), strict=True))
         inserted = conn.execute(_insert_unnest_pg, arrays).all()
         if len(inserted) == len(rows):
             return set()
-        return {(row["service"], row["natural_id"]) for row in rows} - {
+        return {(row[_AT_SERVICE], row[_AT_NATURAL_ID]) for row in rows} - {
             (service, natural_id) for service, natural_id in inserted
         }
     # SQLite (in-process, so lookups are cheap): find the ids already there, then a plain
@@ -409,27 +408,29 @@ def insert_new_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tupl
     existing: set[tuple[str, str]] = set()
     by_service: dict[str, list[str]] = {}
     for row in rows:
-        by_service.setdefault(row["service"], []).append(row["natural_id"])
-    account_id = rows[0]["account_id"]
+        by_service.setdefault(row[_AT_SERVICE], []).append(row[_AT_NATURAL_ID])
+    account_id = rows[0][_AT_ACCOUNT]
     for service, ids in by_service.items():
         # One indexed lookup per service over a JSON array of the ids (no statement to
         # build per chunk of ids).
         found = conn.exec_driver_sql(_EXISTING_IDS_SQLITE, (account_id, service, json.dumps(ids)))
         existing.update((service, natural_id) for (natural_id,) in found)
     fresh = (
-        [row for row in rows if (row["service"], row["natural_id"]) not in existing]
+        [row for row in rows if (row[_AT_SERVICE], row[_AT_NATURAL_ID]) not in existing]
         if existing
         else rows
     )
     if fresh:
-        conn.exec_driver_sql(_INSERT_SQLITE, list(map(_record_values, fresh)))
+        conn.exec_driver_sql(_INSERT_SQLITE, fresh)
     return existing
 
 
 _UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 _RECORD_COLUMNS = [c for c in usage_records.c if c.name != "id"]
-_RECORD_NAMES = [c.name for c in _RECORD_COLUMNS]
-_record_values = operator.itemgetter(*_RECORD_NAMES)  # a row dict -> its values, in order
+RECORD_NAMES = [c.name for c in _RECORD_COLUMNS]  # a record's columns, in insert order
+_AT_ACCOUNT, _AT_SERVICE, _AT_NATURAL_ID = map(
+    RECORD_NAMES.index, ("account_id", "service", "natural_id")
+)
 _EXISTING_IDS_SQLITE = (
     "SELECT natural_id FROM usage_records WHERE account_id = ? AND service = ?"
     " AND natural_id IN (SELECT value FROM json_each(?))"
@@ -455,7 +456,7 @@ _insert_unnest_pg = sa.text(
 )
 
 
-_insert_record = Prepared(usage_records.insert(), _RECORD_NAMES)
+_insert_record = Prepared(usage_records.insert(), RECORD_NAMES)
 
 
 def _rollup_parts_pg(source: str) -> str:
@@ -502,8 +503,8 @@ def _record_ctes_pg(on_conflict: str = "") -> str:
     return (
         "record AS (INSERT INTO usage_records ({names}) VALUES ({values}){on_conflict}"
         " RETURNING id), {rollups}".format(
-            names=", ".join(_RECORD_NAMES),
-            values=", ".join(f":rec_{name}" for name in _RECORD_NAMES),
+            names=", ".join(RECORD_NAMES),
+            values=", ".join(f":rec_{name}" for name in RECORD_NAMES),
             on_conflict=on_conflict,
             rollups=_rollup_parts_pg("FROM record"),
         )
@@ -527,7 +528,7 @@ _insert_record_once_sqlite = Prepared(
             usage_records.c.natural_id,
         ]
     ),
-    _RECORD_NAMES,
+    RECORD_NAMES,
 )
 # PostgreSQL: the three rollup upserts of one group in one statement.
 _add_rollup_pg = Prepared(sa.text(f"WITH {_rollup_parts_pg('')} SELECT 1"))
