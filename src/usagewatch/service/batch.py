@@ -301,6 +301,13 @@ def _text(raw: Mapping[str, Any], field: str, required: bool = False, length: in
 
 _E = TypeVar("_E")
 _ID_LENGTH_MAX = 128
+# _apply builds a record's values in this order (the table's): a schema change must show here
+assert [
+    *("account_id", "service", "sub_type", "natural_id", "status", "consumer", "campaign_id"),
+    *("from_number", "to_number", "quantity", "duration_seconds", "price_micros", "local_date"),
+    *("occurred_at_us", "updated_at_us", "request_fingerprint", "start_result_json"),
+    *("end_result_json", "end_fingerprint"),
+] == usage_store.RECORD_NAMES
 # positions in a record's values (usage_store.RECORD_NAMES)
 _SERVICE_AT, _SUB_TYPE, _STATUS, _CONSUMER, _CAMPAIGN = (
     usage_store.RECORD_NAMES.index(name)
