@@ -300,7 +300,6 @@ def _text(raw: Mapping[str, Any], field: str, required: bool = False, length: in
 
 
 _E = TypeVar("_E")
-_ID_LENGTH_MAX = 128
 # _apply builds a record's values in this order (the table's): a schema change must show here
 assert [
     *("account_id", "service", "sub_type", "natural_id", "status", "consumer", "campaign_id"),
@@ -355,10 +354,7 @@ class _Parser:
             field = sorted(raw.keys() - _FIELDS[kind])[0]
             raise Invalid("unknown_field", f"{kind} events do not take {field!r}", field)
         id_field = _ID_FIELD[kind]
-        natural_id = raw.get(id_field)
-        if type(natural_id) is not str or len(natural_id) > _ID_LENGTH_MAX:
-            natural_id = _text(raw, id_field, required=True, length=_ID_LENGTH_MAX)  # raises
-        natural_id = check_natural_id(natural_id, id_field)
+        natural_id = check_natural_id(_text(raw, id_field, required=True), id_field)
         occurred_at = self._occurred_at(raw.get("occurred_at"))
         for field, length in _TEXT_LENGTHS_MAX:
             value = raw.get(field)

@@ -308,9 +308,12 @@ class _Stripe:
 
     def take(self, account_id: str) -> list[_Queued]:
         """The oldest queued commands of `account_id`, out of the queue (hold `turn`)."""
-        group = [q for q in self.queue if q.account_id == account_id][:GROUP_COMMANDS_MAX]
-        taken = set(map(id, group))
-        self.queue = [q for q in self.queue if id(q) not in taken]
+        group: list[_Queued] = []
+        rest: list[_Queued] = []
+        for queued in self.queue:
+            mine = queued.account_id == account_id and len(group) < GROUP_COMMANDS_MAX
+            (group if mine else rest).append(queued)
+        self.queue = rest
         return group
 
 
@@ -353,7 +356,9 @@ class LedgerService:
         of `key` from the journal (409 if `print_` differs), forfeit what fell due, run
         `body`, commit, tell listeners. Other services compose their commands with it.
         `usage`: the (service, natural id) of a usage record the body needs, read with the
-        lock, in the same statement: `Command.usage_row`."""
+        lock, in the same statement: `Command.usage_row`. `body` may run more than once (a
+        group commit that rolled back runs it again alone, see `_run`): it leaves nothing
+        outside its transaction but what it returns."""
         try:
             return self._run(account_id, key, print_, result_type, body, usage)
         except Refusal as refusal:
@@ -409,36 +414,39 @@ class LedgerService:
 
     def _run_group(self, group: list[_Queued]) -> None:
         try:
-            if len(group) > 1:
-                ran = False
-                try:
-                    with self.db.write() as conn:
-                        for queued in group:
-                            queued.result = self._step(conn, queued)
-                        ran = True
-                except Exception as exc:
-                    if ran:  # the commit failed: whether it took is unknown, none runs again
-                        for queued in group:
-                            queued.error = exc
-                            queued.done = True
-                        return
-                    # one of them failed and the transaction rolled back: each runs alone
-                else:
-                    for queued in group:
-                        queued.done = True
-                    return
-            for queued in group:
-                try:
-                    with self.db.write() as conn:
-                        queued.result = self._step(conn, queued)
-                except Exception as exc:
-                    queued.error = exc
-                queued.done = True
+            if len(group) == 1 or not self._run_together(group):
+                for queued in group:
+                    self._run_alone(queued)
         finally:
             for queued in group:  # an interrupt: nobody waits for ever
                 if not queued.done:
                     queued.error = RuntimeError("the command was interrupted")
                     queued.done = True
+
+    def _run_together(self, group: list[_Queued]) -> bool:
+        """Run `group` in one transaction; False if one of them failed and it rolled back."""
+        ran = False
+        try:
+            with self.db.write() as conn:
+                for queued in group:
+                    queued.result = self._step(conn, queued)
+                ran = True
+        except Exception as exc:
+            if not ran:
+                return False
+            for queued in group:  # the commit failed: whether it took is unknown
+                queued.error = exc
+        for queued in group:
+            queued.done = True
+        return True
+
+    def _run_alone(self, queued: _Queued) -> None:
+        try:
+            with self.db.write() as conn:
+                queued.result = self._step(conn, queued)
+        except Exception as exc:
+            queued.error = exc
+        queued.done = True
 
     def _step(self, conn: Connection, queued: _Queued) -> Any:
         """One command inside a write transaction (`_run`): lock, replay, body, triggers."""

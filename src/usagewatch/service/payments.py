@@ -121,13 +121,13 @@ class PaymentService:
         def body(cmd: Command) -> PaymentRow:
             nonlocal replay
             existing = payments_store.find_by_request_key(cmd.conn, account_id, request_key)
+            replay = existing is not None  # set on every run: a body may run twice
             if existing is not None:
                 if existing.request_fingerprint != print_:
                     raise Conflict(
                         "idempotency_key_reused",
                         "this idempotency key was already used with a different request",
                     )
-                replay = True
                 return existing
             # The request itself makes the first gateway call: the job retries only if it
             # has not answered by the first back-off.
