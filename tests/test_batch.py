@@ -40,7 +40,7 @@ EVENTS: list[Any] = [
     {"kind": "whatsapp", "conversation_id": "W1", "category": "utility", "occurred_at": AT},
     {"kind": "call", "call_sid": "C2", "direction": "outbound", "status": "busy",
      "duration_seconds": 0, "occurred_at": AT},
-    {"kind": "sms", "sms_sid": "S2", "type": "bulk", "to": "+1", "body": "x", "occurred_at": AT},
+    {"kind": "sms", "sms_sid": "S2", "type": "bulk", "to": "+9198", "body": "x", "occurred_at": AT},
     {"kind": "sms", "sms_sid": "S3", "type": "service", "units": 2, "occurred_at": "tomorrow"},
     "not an object",
     {"kind": "call", "call_sid": "C3", "direction": "outbound", "status": "completed",
@@ -203,9 +203,13 @@ def test_every_field_of_every_kind_with_a_value_of_the_wrong_shape_is_rejected_a
     results = batch(client, platform, events + good)
     assert len(results) == len(events) + len(good)
     assert [r["status"] for r in results[len(events) :]] == ["applied"] * 3
-    for event, result in zip(events, results, strict=False):
+    changed = [None] * 3 + [f for v in VALID.values() for f in v for _ in ODD_VALUES]
+    for event, result, field in zip(events, results, changed, strict=False):
         assert result["status"] in {"applied", "rejected"}, (event, result)
         if result["status"] == "rejected":
+            # the error names the field at fault (units and body stand or fall together)
+            if field is not None:
+                assert result["error"]["field"] in {field, "body"}, (event, result)
             assert result["error"]["code"] in {
                 "validation_error",
                 "missing_field",
@@ -217,6 +221,7 @@ def test_every_field_of_every_kind_with_a_value_of_the_wrong_shape_is_rejected_a
                 "invalid_sms_type",
                 "invalid_call_direction",
                 "invalid_whatsapp_category",
+                "invalid_number",
             }, (event, result)
     applied = [e for e, r in zip(events, results, strict=False) if r["status"] == "applied"]
     # only a null in an optional text field (or an empty consumer/campaign) is still valid

@@ -72,7 +72,7 @@ def run(factory: Callable[[ManualClock], Container], examples: int, steps: int) 
                     "acme",
                     self.sid("SM"),
                     kind,
-                    to="+1",
+                    to="+919800000001",
                     units=1,
                     campaign_id="c1" if campaign else None,
                 )
@@ -84,7 +84,11 @@ def run(factory: Callable[[ManualClock], Container], examples: int, steps: int) 
             sid = self.sid("CA")
             try:
                 result = self.c.calls.authorize(
-                    "acme", sid, "outbound", to="+1", campaign_id="c1" if campaign else None
+                    "acme",
+                    sid,
+                    "outbound",
+                    to="+919800000001",
+                    campaign_id="c1" if campaign else None,
                 )
             except PaymentRequired as exc:
                 self.refused(exc)

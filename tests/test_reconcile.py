@@ -66,7 +66,7 @@ def simulate(c: Container, rng: random.Random, steps: int) -> None:
                 account,
                 sid,
                 rng.choice(SMS_TYPES),
-                to="+1",
+                to="+919800000001",
                 units=rng.randint(1, 4),
                 consumer=consumer,
                 campaign_id="camp",
@@ -99,7 +99,7 @@ def simulate(c: Container, rng: random.Random, steps: int) -> None:
                         "kind": "sms",
                         "sms_sid": f"{sid}-b{i}",
                         "type": "service",
-                        "to": "+1",
+                        "to": "+919800000001",
                         "units": rng.randint(1, 3),
                         "occurred_at": format_instant(at),
                     }

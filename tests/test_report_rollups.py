@@ -245,7 +245,9 @@ def test_verify_catches_a_tampered_or_missing_coarse_rollup(
 ) -> None:
     container.accounts.create_account("acme", "acme")
     container.ledger.add_credit("acme", LotKind.PAID, Money.parse("100.00"))
-    container.usage.charge_sms("acme", "S1", "transactional", to="+1", units=1, consumer="crm")
+    container.usage.charge_sms(
+        "acme", "S1", "transactional", to="+919800000001", units=1, consumer="crm"
+    )
     container.usage.sms_status("acme", "S1", "delivered")
     assert verify(container.db) == []
     with container.db.engine.begin() as conn:

@@ -172,7 +172,7 @@ def test_trend_change_in_percent(
     # December: the monthly renewals (1700.00) and one SMS
     client.post(
         f"{BASE}/sms",
-        json={"sms_sid": "D1", "type": "service", "to": "+1", "units": 1},
+        json={"sms_sid": "D1", "type": "service", "to": "+919800000001", "units": 1},
         headers=_key(client, "platform"),
     )
     trend = get(client, "/reports/trend", viewer, months=1).json()["data"]

@@ -61,7 +61,7 @@ def run(factory: Callable[[ManualClock], Container], examples: int, steps: int) 
             sid = self.sid()
             can_pay = max(self.available(), 0) // OUT.micros
             try:
-                result = self.c.calls.authorize("acme", sid, "outbound", to="+1")
+                result = self.c.calls.authorize("acme", sid, "outbound", to="+919800000001")
             except PaymentRequired as exc:
                 assert exc.code == "insufficient_balance" and can_pay == 0
                 return
@@ -96,7 +96,9 @@ def run(factory: Callable[[ManualClock], Container], examples: int, steps: int) 
         def sms(self, units: int) -> None:
             price = units * SMS.micros
             try:
-                self.c.usage.charge_sms("acme", self.sid(), "transactional", to="+1", units=units)
+                self.c.usage.charge_sms(
+                    "acme", self.sid(), "transactional", to="+919800000001", units=units
+                )
             except PaymentRequired:
                 assert price > self.available()
                 return

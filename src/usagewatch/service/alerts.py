@@ -36,12 +36,12 @@ from usagewatch.domain.clock import (
 from usagewatch.domain.errors import Invalid, NotFound
 from usagewatch.domain.ledger import USAGE_KINDS
 from usagewatch.domain.money import BALANCE_MICROS_MAX, Money
+from usagewatch.domain.numbers import PHONE
 from usagewatch.service import notifications as notices
 from usagewatch.service.ledger import Command, LedgerService, new_id
 from usagewatch.service.notifications import Notice
 
 USAGE_ENTRY_KINDS = frozenset(kind.value for kind in USAGE_KINDS)
-PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 RECIPIENTS_MAX = 20
 ALERTS_PER_ACCOUNT_MAX = 50
 SWEEP_BATCH_MAX = 500
@@ -187,7 +187,7 @@ class AlertService:
             )
         emails = [check_email(e) for e in spec.emails]
         for i, phone in enumerate(spec.phones):
-            if not PHONE.match(phone):
+            if not PHONE.fullmatch(phone):
                 raise Invalid(
                     "invalid_phone", "phones are E.164: +919800000001", f"recipients.phones.{i}"
                 )
@@ -348,7 +348,7 @@ class AlertService:
     ) -> SettingsRow:
         checked = [check_email(e) for e in emails]
         for i, phone in enumerate(phones):
-            if not PHONE.match(phone):
+            if not PHONE.fullmatch(phone):
                 raise Invalid("invalid_phone", "phones are E.164: +919800000001", f"phones.{i}")
         if webhook_url is not None:
             self.check_url(webhook_url)

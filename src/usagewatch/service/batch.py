@@ -30,6 +30,7 @@ from usagewatch.domain import rating
 from usagewatch.domain.clock import Clock, local_date, to_micros
 from usagewatch.domain.errors import Invalid, UsageWatchError
 from usagewatch.domain.money import Money
+from usagewatch.domain.numbers import check_number, check_sender
 from usagewatch.service.ledger import Command, LedgerService, new_id
 from usagewatch.service.limits import campaign_spends
 from usagewatch.service.rates import RateService
@@ -78,6 +79,7 @@ class EventResult:
     price_micros: int | None = None
     error_code: str | None = None
     error_message: str | None = None
+    error_field: str | None = None  # the event's field at fault, as the error envelope's
 
 
 @dataclass(slots=True)
@@ -114,7 +116,9 @@ class BatchService:
             try:
                 parsed.append(parser.parse(index, raw))
             except UsageWatchError as exc:
-                results[index] = EventResult(_id_of(raw), "rejected", None, exc.code, exc.message)
+                results[index] = EventResult(
+                    _id_of(raw), "rejected", None, exc.code, exc.message, exc.field
+                )
 
         def command(cmd: Command) -> list[EventResult]:
             self._apply(cmd, parsed, results)
@@ -144,7 +148,7 @@ class BatchService:
                 priced = prices[event.pricing] = _price_of(card, event.pricing)
             if isinstance(priced, UsageWatchError):
                 results[event.index] = EventResult(
-                    event.natural_id, "rejected", None, priced.code, priced.message
+                    event.natural_id, "rejected", None, priced.code, priced.message, priced.field
                 )
                 continue
             quantity, duration, price = priced
@@ -316,7 +320,7 @@ _QUANTITY, _DURATION, _PRICE, _DATE = (
     usage_store.RECORD_NAMES.index(name)
     for name in ("quantity", "duration_seconds", "price_micros", "local_date")
 )
-_TEXT_LENGTHS_MAX = (("consumer", 128), ("campaign_id", 64), ("from", 32), ("to", 32))
+_TEXT_LENGTHS_MAX = (("consumer", 128), ("campaign_id", 64))
 
 
 class _Parser:
@@ -397,6 +401,14 @@ class _Parser:
             sub_type = direction.value
             pricing = ("call", direction, status, duration)
 
+        if kind != "whatsapp":  # numbers: an SMS's `to` is required, the rest optional
+            to, sender = raw.get("to"), raw.get("from")
+            if to is not None:
+                check_number(to, "to")
+            elif kind == "sms":
+                raise Invalid("missing_field", "to is required", "to")
+            if sender is not None:
+                (check_sender if kind == "sms" else check_number)(sender, "from")
         # The event's payload, as sent (flat JSON: strings, numbers, null), digested.
         print_ = hashlib.sha256(repr(sorted(raw.items())).encode()).hexdigest()
         return _Event(

@@ -19,6 +19,7 @@ from usagewatch.domain import rating
 from usagewatch.domain.clock import Clock
 from usagewatch.domain.errors import Conflict, Invalid, NotFound
 from usagewatch.domain.money import Money
+from usagewatch.domain.numbers import check_number
 from usagewatch.service.ledger import Command, LedgerService, fingerprint
 from usagewatch.service.limits import LimitsService, add_spend
 from usagewatch.service.rates import RateService
@@ -81,6 +82,9 @@ class CallService:
         end, an explicit overrun if short) or 'deny'."""
         check_natural_id(call_sid, "call_sid")
         kind = rating.parse_call_direction(direction)
+        for number, field in ((from_, "from"), (to, "to")):
+            if number is not None:
+                check_number(number, field)
         print_ = fingerprint(
             {
                 "direction": kind.value,

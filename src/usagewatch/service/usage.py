@@ -17,6 +17,7 @@ from usagewatch.domain import rating
 from usagewatch.domain.clock import Clock
 from usagewatch.domain.errors import Conflict, Invalid, NotFound
 from usagewatch.domain.money import Money
+from usagewatch.domain.numbers import check_number, check_sender
 from usagewatch.service.ledger import Command, LedgerService, fingerprint
 from usagewatch.service.limits import LimitsService
 from usagewatch.service.rates import RateService
@@ -87,6 +88,9 @@ class UsageService:
             raise Invalid("validation_error", "give either body or units", "body")
         segments = rating.sms_segments(body) if body is not None else None
         counted = segments.units if segments is not None else rating.check_sms_units(units)
+        check_number(to, "to")
+        if from_ is not None:
+            check_sender(from_)
         print_ = fingerprint(
             {
                 "type": kind.value,

@@ -45,6 +45,8 @@ def ingest_batch(
         if r.price_micros is not None:
             item["price"] = money(r.price_micros)
         if r.error_code is not None:
-            item["error"] = {"code": r.error_code, "message": r.error_message}
+            item["error"] = error = {"code": r.error_code, "message": r.error_message}
+            if r.error_field is not None:
+                error["field"] = r.error_field
         out.append(item)
     return {"results": out}
