@@ -22,8 +22,10 @@ PLATFORM = frozenset({Role.PLATFORM})
 class CallIn(Strict):
     call_sid: str = Field(min_length=1, max_length=128)
     direction: str = Field(description="outbound or inbound")
-    from_: str | None = Field(None, alias="from", max_length=32)
-    to: str | None = Field(None, max_length=32)
+    from_: str | None = Field(
+        None, alias="from", max_length=32, description="an optional '+' and 3-15 digits"
+    )
+    to: str | None = Field(None, max_length=32, description="an optional '+' and 3-15 digits")
     consumer: str | None = Field(None, max_length=128)
     campaign_id: str | None = Field(None, max_length=64)
 
@@ -84,7 +86,8 @@ def _authorization_out(result: CallResult) -> CallAuthorizationOut:
     "same pulse rule that settles the call; the hold covers the first reservation window. "
     "402 with the denying code (`insufficient_balance`, `daily_cap_reached`, "
     "`monthly_cap_reached`, `campaign_budget_exhausted`, `campaign_paused`, "
-    "`per_call_cap_reached`) when not one pulse is allowed.",
+    "`per_call_cap_reached`) when not one pulse is allowed; 422 `invalid_number` when "
+    "`from` or `to` is not a number.",
 )
 async def authorize_call(
     account_id: str,

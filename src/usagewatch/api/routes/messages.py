@@ -22,8 +22,13 @@ PLATFORM = frozenset({Role.PLATFORM})
 class SmsIn(Strict):
     sms_sid: str = Field(min_length=1, max_length=128)
     type: str = Field(description="transactional, promotional or service")
-    to: str = Field(min_length=1, max_length=32)
-    from_: str | None = Field(None, alias="from", max_length=32)
+    to: str = Field(min_length=1, max_length=32, description="an optional '+' and 3-15 digits")
+    from_: str | None = Field(
+        None,
+        alias="from",
+        max_length=32,
+        description="a number like `to`, or an alphanumeric sender ID (1-11 characters)",
+    )
     body: str | None = Field(None, description="units follow GSM-7/UCS-2 segmentation")
     units: int | None = Field(None, description="instead of body")
     consumer: str | None = Field(None, max_length=128)
@@ -59,7 +64,8 @@ def _sms_out(result: SmsResult) -> SmsOut:
     summary="Charge an outbound SMS (platform)",
     description="402 with the denying code when a limit does not allow it: "
     "`insufficient_balance`, `daily_cap_reached`, `monthly_cap_reached`, "
-    "`campaign_budget_exhausted`, `campaign_paused`. The sms_sid makes it idempotent.",
+    "`campaign_budget_exhausted`, `campaign_paused`. The sms_sid makes it idempotent. "
+    "422 `invalid_number` when `to` or `from` is not a number (or `from` a sender ID).",
 )
 async def charge_sms(
     account_id: str,
