@@ -189,7 +189,10 @@ def test_sign_in_live_balance_breakdown_and_every_page(
     page.goto(f"{url}/billing/spending-limits")
     page.get_by_label("Daily spending cap (INR)").fill("1.00")
     page.get_by_test_id("dry-run").click()
-    assert page.get_by_test_id("dry-run-result").is_visible()
+    result = page.get_by_test_id("dry-run-result")
+    assert result.is_visible()
+    assert "daily cap reached" in result.inner_text()  # words, not the API's code
+    assert "daily_cap_reached" not in result.inner_text()
     shot(page, "spending-limits-dry-run")
     context.close()
 

@@ -65,6 +65,16 @@ BLOCK_REASONS = {
     ),
 }
 
+# A limit's code as the dry-run table shows it (the API keeps the code).
+PAUSE_REASONS = {
+    "daily_cap_reached": "daily cap reached",
+    "monthly_cap_reached": "monthly cap reached",
+}
+
+
+def reason_text(code: str | None) -> str:
+    return "" if code is None else PAUSE_REASONS.get(code, code.replace("_", " "))
+
 
 class Form(dict[str, str]):
     """A posted form: one value per name (the last), and every value of a name repeated
@@ -137,6 +147,7 @@ class Dashboard:
         env.filters["instant"] = format_instant
         env.filters["grouped"] = lambda text: format_money(Money.parse(text).micros)
         env.filters["tojson_script"] = _json_for_script
+        env.filters["reason"] = reason_text
         return cls(c, SignInThrottle(), env)
 
     # -- sessions ------------------------------------------------------------------------
