@@ -147,6 +147,17 @@ def test_the_operator_signs_in_with_the_admin_token_and_switches_accounts(
     assert '<option value="beta" selected>' in web.get("/billing/credits").text
 
 
+def test_the_limits_form_sets_a_weekly_cap(web: TestClient, container: Container) -> None:
+    token = sign_in(web, "owner@acme.example")
+    form = {"csrf_token": token, "enabled": "on", "weekly_cap": "700.00", "daily_cap": ""}
+    saved = web.post("/billing/spending-limits", data=form, follow_redirects=False)
+    assert saved.status_code == 303
+    limits = container.limits.get("acme").limits
+    assert (limits.weekly_cap, limits.daily_cap) == (Money.parse("700.00"), None)
+    page = web.get("/billing/spending-limits").text
+    assert 'id="weekly_cap"' in page and 'value="700.00"' in page and "this week" in page
+
+
 def test_form_errors_are_shown_not_raised(web: TestClient) -> None:
     token = sign_in(web, "owner@acme.example")
     answer = web.post("/billing/spending-limits", data={"csrf_token": token, "daily_cap": "-5"})

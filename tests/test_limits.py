@@ -75,6 +75,7 @@ def test_limits_start_empty_and_round_trip(client: TestClient, platform: dict[st
     put = put_limits(
         client,
         daily_cap="50.00",
+        weekly_cap="200",
         monthly_cap="500",
         per_call_max_duration_seconds=1800,
         per_call_max_cost="20.000001",
@@ -87,7 +88,9 @@ def test_limits_start_empty_and_round_trip(client: TestClient, platform: dict[st
         "20.000001",
     )
     assert body["per_call_max_duration_seconds"] == 1800
+    assert body["weekly_cap"] == "200.00" and body["spent_this_week"] == "0.00"
     assert body["spent_today"] == "0.00" and body["daily_paused_until"] is None
+    assert body["weekly_paused_until"] is None
     assert client.get(f"{BASE}/spending-limits", headers=ADMIN).json() == body
 
 
@@ -101,7 +104,8 @@ def test_limits_start_empty_and_round_trip(client: TestClient, platform: dict[st
         ({"per_call_max_duration_seconds": 59}, "per_call_duration_too_short", None),
         ({"per_call_max_duration_seconds": 0}, "per_call_duration_too_short", None),
         ({"per_call_max_cost": "0"}, "amount_not_positive", "per_call_max_cost"),
-        ({"weekly_cap": "1.00"}, "unknown_field", "weekly_cap"),
+        ({"weekly_cap": "-1.00"}, "amount_negative", "weekly_cap"),
+        ({"yearly_cap": "1.00"}, "unknown_field", "yearly_cap"),
     ],
 )
 def test_bad_limits_are_refused_and_change_nothing(
@@ -207,6 +211,63 @@ def test_monthly_cap_pauses_until_the_next_local_month(
     container.scheduler.advance(2 * 86_400)
     assert sms(client, platform, "SM3").status_code == 201
     assert events(client) == ["monthly_cap_reached", "outbound_resumed"]
+
+
+# 2026-11-28 is a Saturday: the next local week begins Monday 2026-11-30 00:00 IST.
+NEXT_LOCAL_MONDAY = 38 * 3600
+
+
+def test_weekly_cap_pauses_outbound_until_monday(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    put_limits(client, weekly_cap="0.40", daily_cap="10.00", monthly_cap="100.00")
+    assert sms(client, platform, "SM1").status_code == 201
+    assert sms(client, platform, "SM2").status_code == 201  # the week's room used up
+    assert balance(client)["outbound_block_reason"] == "weekly_cap_reached"
+    assert code_of(sms(client, platform, "SM3")) == "weekly_cap_reached"
+    assert code_of(call(client, platform, "CA1")) == "weekly_cap_reached"
+    limits = client.get(f"{BASE}/spending-limits", headers=ADMIN).json()
+    assert limits["spent_this_week"] == "0.40"
+    assert limits["weekly_paused_until"] == "2026-11-29T18:30:00Z"
+    notice = client.get(f"{BASE}/notifications", headers=ADMIN).json()["data"][0]
+    assert notice["event"] == "weekly_cap_reached"
+    assert "weekly cap of INR 0.40" in notice["message"]
+    assert "2026-11-30 00:00" in notice["message"] and notice["data"]["cap"] == "weekly"
+    container.scheduler.advance(NEXT_LOCAL_MIDNIGHT)  # Sunday: a new day is not enough
+    assert code_of(sms(client, platform, "SM3")) == "weekly_cap_reached"
+    container.scheduler.advance(NEXT_LOCAL_MONDAY - NEXT_LOCAL_MIDNIGHT - 1)
+    assert code_of(sms(client, platform, "SM3")) == "weekly_cap_reached"
+    container.scheduler.advance(1)  # Monday 00:00: it resumes by itself
+    assert events(client) == ["weekly_cap_reached", "outbound_resumed"]
+    assert sms(client, platform, "SM3").status_code == 201
+    assert client.get(f"{BASE}/spending-limits", headers=ADMIN).json()["spent_this_week"] == (
+        "0.20"
+    )
+    assert verify(container.db) == []
+
+
+def test_a_week_that_spans_two_months_counts_both(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    container.scheduler.advance(NEXT_LOCAL_MONDAY)  # Monday 2026-11-30 00:00 IST
+    put_limits(client, weekly_cap="0.60", monthly_cap="100.00")
+    assert sms(client, platform, "SM1").status_code == 201
+    assert sms(client, platform, "SM2").status_code == 201
+    container.scheduler.advance(86_400)  # Tuesday 2026-12-01: a new month, the same week
+    limits = client.get(f"{BASE}/spending-limits", headers=ADMIN).json()
+    assert (limits["spent_this_month"], limits["spent_this_week"]) == ("0.00", "0.40")
+    assert sms(client, platform, "SM3").status_code == 201  # 0.60: used up exactly
+    assert code_of(sms(client, platform, "SM4")) == "weekly_cap_reached"
+    # the dry run applies the same week: the cap pauses on December 1st at the third SMS
+    result = client.post(
+        f"{BASE}/spending-limits/simulate", json={"weekly_cap": "0.40"}, headers=ADMIN
+    ).json()
+    days = {d["date"]: d for d in result["days"]}
+    assert days["2026-11-30"]["simulated_spend"] == "0.40"
+    assert days["2026-11-30"]["pause_reason"] == "weekly_cap_reached"
+    assert days["2026-12-01"]["simulated_spend"] == "0.00"
+    assert days["2026-12-01"]["blocked_messages"] == 1
+    assert result["limits"]["weekly_cap"] == "0.40"
 
 
 def test_open_holds_count_against_the_cap(client: TestClient, platform: dict[str, str]) -> None:

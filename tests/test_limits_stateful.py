@@ -1,9 +1,10 @@
-"""Caps and budgets against random traffic, on both engines: random daily and monthly caps
+"""Caps and budgets against random traffic, on both engines: random daily, weekly and monthly caps
 and a campaign budget, then random SMS (with and without the campaign), outbound calls that
 authorize, extend and end within what they hold, and clock jumps across local midnights
 and month ends. After every step:
 
 - per local day, charged + held never exceeds the daily cap;
+- per local ISO week, charged + held never exceeds the weekly cap;
 - per local month, charged + held never exceeds the monthly cap;
 - the campaign's spent + held never exceeds its budget;
 - every refusal names a cap or the budget (the balance is ample);
@@ -32,27 +33,39 @@ from usagewatch.domain.money import Money
 from usagewatch.service.verify import verify
 
 PULSE_MICROS = 600_000  # outbound, per 60 s pulse (built-in rates)
-CAP_CODES = {"daily_cap_reached", "monthly_cap_reached", "campaign_budget_exhausted"}
+CAP_CODES = {
+    "daily_cap_reached",
+    "weekly_cap_reached",
+    "monthly_cap_reached",
+    "campaign_budget_exhausted",
+}
 
 
 def run(factory: Callable[[ManualClock], Container], examples: int, steps: int) -> None:
     class Caps(RuleBasedStateMachine):
         @initialize(
             daily=st.integers(0, 60),
+            weekly=st.integers(0, 120),
             monthly=st.integers(0, 200),
             budget=st.integers(0, 40),
         )
-        def start(self, daily: int, monthly: int, budget: int) -> None:
+        def start(self, daily: int, weekly: int, monthly: int, budget: int) -> None:
             self.clock = ManualClock(START)
             self.c = factory(self.clock)
             self.c.accounts.create_account("Acme", "acme")
             self.c.ledger.add_credit("acme", LotKind.PAID, Money.parse("1000.00"))
             self.daily = daily * 100_000  # 0.00 .. 6.00
+            self.weekly = weekly * 100_000  # 0.00 .. 12.00
             self.monthly = monthly * 100_000  # 0.00 .. 20.00
             self.budget = budget * 100_000  # 0.00 .. 4.00
             self.c.limits.put(
                 "acme",
-                Limits(enabled=True, daily_cap=Money(self.daily), monthly_cap=Money(self.monthly)),
+                Limits(
+                    enabled=True,
+                    daily_cap=Money(self.daily),
+                    weekly_cap=Money(self.weekly),
+                    monthly_cap=Money(self.monthly),
+                ),
             )
             self.c.limits.create_campaign("acme", "c1", "C1", Money(self.budget))
             self.open: dict[str, int] = {}  # call_sid -> micros held
@@ -133,6 +146,7 @@ def run(factory: Callable[[ManualClock], Container], examples: int, steps: int) 
             held = view.reserved_micros
             assert view.today_usage_micros + held <= self.daily
             assert view.month_usage_micros + held <= self.monthly
+            assert self.c.limits.get("acme").charged_this_week_micros + held <= self.weekly
             campaign = self.c.limits.get_campaign("acme", "c1")
             assert campaign.campaign.spent_micros + campaign.held_micros <= self.budget
             assert verify(self.c.db) == []

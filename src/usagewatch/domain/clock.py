@@ -87,6 +87,19 @@ def next_month_start(instant: datetime, timezone: str) -> datetime:
     return datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
 
 
+def week_start(day: date) -> date:
+    """The Monday that begins `day`'s week (ISO 8601 weeks: Monday to Sunday)."""
+    return day - timedelta(days=day.weekday())
+
+
+def next_week_start(instant: datetime, timezone: str) -> datetime:
+    """The UTC instant at which the account-local week after `instant`'s begins (Monday
+    00:00 local)."""
+    zone = ZoneInfo(timezone)
+    monday = week_start(instant.astimezone(zone).date()) + timedelta(days=7)
+    return datetime(monday.year, monday.month, monday.day, tzinfo=zone).astimezone(UTC)
+
+
 def next_day_start(instant: datetime, timezone: str) -> datetime:
     """The UTC instant at which the account-local day after `instant`'s begins."""
     zone = ZoneInfo(timezone)

@@ -34,6 +34,8 @@ CODES: dict[str, str] = {
     "account_not_active": "The account is suspended or closed; outbound usage is refused.",
     "daily_cap_reached": "The daily spending cap is reached: outbound is paused until the next "
     "account-local day (or until the cap is raised).",
+    "weekly_cap_reached": "The weekly spending cap is reached: outbound is paused until Monday "
+    "00:00 account-local (or until the cap is raised).",
     "monthly_cap_reached": "The monthly spending cap is reached: outbound is paused until the "
     "next account-local month (or until the cap is raised).",
     "campaign_budget_exhausted": "The campaign spent its budget and is paused; raise the budget.",

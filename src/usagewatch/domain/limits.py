@@ -6,6 +6,7 @@ a call), over facts read under the account lock (`GateFacts`). Every limit is a 
 
     balance   available (paid + promotional - reserved)
     daily     daily_cap   - charged today      - reserved   (outbound only)
+    weekly    weekly_cap  - charged this week  - reserved   (outbound only)
     monthly   monthly_cap - charged this month - reserved   (outbound only)
     campaign  budget      - campaign's spent   - campaign's open holds
     per call  per_call_max_cost (calls only; the call's whole cost, not a room)
@@ -15,7 +16,8 @@ that only one of them has. For a call, the longest duration all rooms permit com
 `rating.max_call_seconds`, the same rating code that settles the call.
 
 A cap that is reached (a request refused by it, or its room used up exactly) pauses
-outbound until the next account-local day (daily) or month (monthly): `daily_paused`.
+outbound until the next account-local day (daily), week (weekly: ISO weeks, Monday 00:00)
+or month (monthly): `daily_paused`, `weekly_paused`, `monthly_paused`.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from usagewatch.domain.money import Money
 ACCOUNT_NOT_ACTIVE = "account_not_active"
 INSUFFICIENT_BALANCE = "insufficient_balance"
 MONTHLY_CAP = "monthly_cap_reached"
+WEEKLY_CAP = "weekly_cap_reached"
 DAILY_CAP = "daily_cap_reached"
 CAMPAIGN_PAUSED = "campaign_paused"
 CAMPAIGN_EXHAUSTED = "campaign_budget_exhausted"
 PER_CALL_CAP = "per_call_cap_reached"
+PERIOD_CAPS = (MONTHLY_CAP, WEEKLY_CAP, DAILY_CAP)  # the caps that pause for their period
 CALL_DURATION_MAX = "call_duration_max_reached"
 
 # Sandbox (development/test) accounts start with these limits, as the brief recommends
@@ -50,6 +54,7 @@ class Limits:
     enabled: bool = False
     daily_cap: Money | None = None
     monthly_cap: Money | None = None
+    weekly_cap: Money | None = None
     per_call_max_duration_seconds: int | None = None
     per_call_max_cost: Money | None = None
 
@@ -88,8 +93,10 @@ class GateFacts:
     available: Money
     reserved: Money
     charged_today: Money
+    charged_this_week: Money  # since Monday (account-local)
     charged_this_month: Money
     daily_paused: bool
+    weekly_paused: bool
     monthly_paused: bool
     limits: Limits  # effective
     campaign: CampaignFacts | None
@@ -103,11 +110,24 @@ class GateFacts:
             rooms.append(
                 (MONTHLY_CAP, self.limits.monthly_cap - self.charged_this_month - self.reserved)
             )
+        if outbound and self.limits.weekly_cap is not None:
+            rooms.append(
+                (WEEKLY_CAP, self.limits.weekly_cap - self.charged_this_week - self.reserved)
+            )
         if outbound and self.limits.daily_cap is not None:
             rooms.append((DAILY_CAP, self.limits.daily_cap - self.charged_today - self.reserved))
         if self.campaign is not None:
             rooms.append((CAMPAIGN_EXHAUSTED, self.campaign.room))
         return rooms
+
+    def cap_standing(self, code: str) -> tuple[Money | None, Money, bool]:
+        """(cap, charged in its period, paused) of the daily, weekly or monthly cap."""
+        if code == DAILY_CAP:
+            return self.limits.daily_cap, self.charged_today, self.daily_paused
+        if code == WEEKLY_CAP:
+            return self.limits.weekly_cap, self.charged_this_week, self.weekly_paused
+        assert code == MONTHLY_CAP, code
+        return self.limits.monthly_cap, self.charged_this_month, self.monthly_paused
 
     def paused_reason(self, outbound: bool) -> str | None:
         """A standing refusal that no amount fits through."""
@@ -115,6 +135,8 @@ class GateFacts:
             return ACCOUNT_NOT_ACTIVE
         if outbound and self.monthly_paused:
             return MONTHLY_CAP
+        if outbound and self.weekly_paused:
+            return WEEKLY_CAP
         if outbound and self.daily_paused:
             return DAILY_CAP
         if self.campaign is not None and self.campaign.status == "paused":
@@ -140,6 +162,8 @@ _MESSAGES = {
     INSUFFICIENT_BALANCE: "the available balance cannot cover it",
     MONTHLY_CAP: "the monthly spending cap is reached: outbound is paused until the next "
     "month, or until the cap is raised",
+    WEEKLY_CAP: "the weekly spending cap is reached: outbound is paused until Monday (the "
+    "next week), or until the cap is raised",
     DAILY_CAP: "the daily spending cap is reached: outbound is paused until the next day, "
     "or until the cap is raised",
     CAMPAIGN_PAUSED: "the campaign is paused",
@@ -231,7 +255,7 @@ def reached_after(facts: GateFacts, spent: Money, outbound: bool = True) -> list
         return [CAMPAIGN_EXHAUSTED] if _used_up(facts, spent, CAMPAIGN_EXHAUSTED) else []
     return [
         code
-        for code in (MONTHLY_CAP, DAILY_CAP, CAMPAIGN_EXHAUSTED)
+        for code in (MONTHLY_CAP, WEEKLY_CAP, DAILY_CAP, CAMPAIGN_EXHAUSTED)
         if _used_up(facts, spent, code)
     ]
 
@@ -250,13 +274,8 @@ def outbound_block(facts: GateFacts) -> str | None:
         return ACCOUNT_NOT_ACTIVE
     if not facts.available.is_positive():
         return INSUFFICIENT_BALANCE
+    paused = {code: facts.cap_standing(code)[2] for code in PERIOD_CAPS}
     for code, room in facts.rooms(outbound=True, balance=False):
-        if code == MONTHLY_CAP and (facts.monthly_paused or not room.is_positive()):
-            return MONTHLY_CAP
-        if code == DAILY_CAP and (facts.daily_paused or not room.is_positive()):
-            return DAILY_CAP
-    if facts.monthly_paused:
-        return MONTHLY_CAP
-    if facts.daily_paused:
-        return DAILY_CAP
-    return None
+        if code in paused and (paused[code] or not room.is_positive()):
+            return code
+    return next((code for code, is_paused in paused.items() if is_paused), None)

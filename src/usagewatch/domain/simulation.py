@@ -1,20 +1,23 @@
 """Dry run of spending limits: what proposed limits would have done to real usage.
 
 The account's priced usage of a period is replayed in the order it happened, through the
-same rules the gate applies (domain.limits): the daily and monthly caps pause outbound for
-the rest of the local day or month once a request does not fit or spends the room exactly;
-the per-call cap cuts calls short; inbound calls, number rentals and agent seats are never
-refused but count toward the caps. Simplification, documented: a call is judged when it
-starts, as if its whole cost were held then (the live gate holds it window by window).
+same rules the gate applies (domain.limits): the daily, weekly and monthly caps pause
+outbound for the rest of the local day, week (Monday to Sunday) or month once a request
+does not fit or spends the room exactly; the per-call cap cuts calls short; inbound calls,
+number rentals and agent seats are never refused but count toward the caps.
+Simplification, documented: a call is judged when it starts, as if its whole cost were
+held then (the live gate holds it window by window).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date as Date
 from datetime import datetime
 
-from usagewatch.domain.limits import DAILY_CAP, MONTHLY_CAP, Limits
+from usagewatch.domain.clock import week_start
+from usagewatch.domain.limits import DAILY_CAP, MONTHLY_CAP, WEEKLY_CAP, Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,21 +70,28 @@ def simulate(
     pulse_seconds: int,
     month_spent_before: dict[str, int],
     dates: list[str],
+    week_spent_before: dict[str, int] | None = None,
 ) -> SimulationResult:
-    """Replay `usage` (in time order) under `limits`. `month_spent_before`: what each month
-    had already charged before the first date (so a monthly cap starts from the truth)."""
+    """Replay `usage` (in time order) under `limits`. `month_spent_before` and
+    `week_spent_before` (by the week's Monday): what each month and week had already
+    charged before the first date (so those caps start from the truth)."""
     limits = limits.effective()
     result = SimulationResult()
     for date in dates:
         result.day(date)
     day_spent: dict[str, int] = {}
+    week_spent = dict(week_spent_before or {})
     month_spent = dict(month_spent_before)
     paused_days: set[str] = set()
+    paused_weeks: set[str] = set()
     paused_months: set[str] = set()
+    mondays: dict[str, str] = {}  # date -> its week's Monday
 
     def pause(day: DayResult, code: str, at: datetime) -> None:
         if code == DAILY_CAP:
             paused_days.add(day.date)
+        elif code == WEEKLY_CAP:
+            paused_weeks.add(mondays[day.date])
         else:
             paused_months.add(day.date[:7])
         if day.paused_at is None:
@@ -90,6 +100,9 @@ def simulate(
     for item in usage:
         date = item.occurred_at.date().isoformat()
         month = date[:7]
+        week = mondays.get(date)
+        if week is None:
+            week = mondays[date] = week_start(Date.fromisoformat(date)).isoformat()
         day = result.day(date)
         day.actual_micros += item.price_micros
         if item.price_micros <= 0:
@@ -107,9 +120,11 @@ def simulate(
         rooms: list[tuple[str, int]] = []
         if gated and limits.monthly_cap is not None:
             rooms.append((MONTHLY_CAP, limits.monthly_cap.micros - month_spent.get(month, 0)))
+        if gated and limits.weekly_cap is not None:
+            rooms.append((WEEKLY_CAP, limits.weekly_cap.micros - week_spent.get(week, 0)))
         if gated and limits.daily_cap is not None:
             rooms.append((DAILY_CAP, limits.daily_cap.micros - day_spent.get(date, 0)))
-        if gated and (date in paused_days or month in paused_months):
+        if gated and (date in paused_days or week in paused_weeks or month in paused_months):
             charged = 0
         elif is_call and per_pulse:
             for code, room in rooms:
@@ -136,5 +151,6 @@ def simulate(
             day.shortened_calls += 1
         day.simulated_micros += charged
         day_spent[date] = day_spent.get(date, 0) + charged
+        week_spent[week] = week_spent.get(week, 0) + charged
         month_spent[month] = month_spent.get(month, 0) + charged
     return result

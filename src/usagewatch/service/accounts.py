@@ -173,7 +173,7 @@ class AccountService:
                 )
                 if sandbox:
                     limits_store.write_limits(
-                        conn, account.id, Limits.sandbox(), account.created_at_us, None, None
+                        conn, account.id, Limits.sandbox(), account.created_at_us
                     )
         except IntegrityError as exc:
             raise Conflict("account_exists", f"account {account.id!r} exists", "id") from exc

@@ -1,6 +1,7 @@
 """Spending limits and campaign budgets: their settings, the gate that every outbound call,
 extension, SMS and WhatsApp charge passes (inside its ledger command, under the account
-lock), the pauses a reached cap causes and their end at the next local day or month.
+lock), the pauses a reached cap causes and their end at the next local day, week (ISO:
+Monday 00:00) or month.
 
 The decision itself is pure (`domain.limits`); this module reads its facts, and writes what
 a decision causes: a pause marker, a paused campaign, a notification event. A refusal keeps
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,7 +32,9 @@ from usagewatch.domain.clock import (
     local_date,
     next_day_start,
     next_month_start,
+    next_week_start,
     to_micros,
+    week_start,
 )
 from usagewatch.domain.errors import Conflict, Invalid, NotFound
 from usagewatch.domain.limits import CallAllowance, GateFacts, Limits
@@ -45,6 +48,18 @@ from usagewatch.service.rates import RateService
 CAMPAIGN_ID_LENGTH_MAX = 64
 SIMULATION_DAYS = 30
 SWEEP_BATCH_MAX = 500
+# Per cap that pauses for its period: its name, the period's words, when the next period
+# begins, and the column of its pause; then what the notice says when a pause ends by itself.
+_PERIODS: dict[str, tuple[str, str, Callable[[datetime, str], datetime], str]] = {
+    gate.DAILY_CAP: ("daily", "today", next_day_start, "daily_paused_until_us"),
+    gate.WEEKLY_CAP: ("weekly", "this week", next_week_start, "weekly_paused_until_us"),
+    gate.MONTHLY_CAP: ("monthly", "this month", next_month_start, "monthly_paused_until_us"),
+}
+_PAUSE_ENDS = {
+    "daily_paused_until_us": "a new day began",
+    "weekly_paused_until_us": "a new week began",
+    "monthly_paused_until_us": "a new month began",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +75,10 @@ class Gate:
 class LimitsView:
     limits: Limits
     daily_paused_until_us: int | None
+    weekly_paused_until_us: int | None
     monthly_paused_until_us: int | None
     charged_today_micros: int
+    charged_this_week_micros: int
     charged_this_month_micros: int
     reserved_micros: int
     updated_at_us: int | None
@@ -85,7 +102,11 @@ class CampaignView:
 
 def check_limits(limits: Limits, card: rating.RateCard) -> Limits:
     """422 for caps that make no sense; returns them unchanged."""
-    for field, cap in (("daily_cap", limits.daily_cap), ("monthly_cap", limits.monthly_cap)):
+    for field, cap in (
+        ("daily_cap", limits.daily_cap),
+        ("weekly_cap", limits.weekly_cap),
+        ("monthly_cap", limits.monthly_cap),
+    ):
         if cap is not None and cap.micros < 0:
             raise Invalid("amount_negative", f"{field} cannot be negative", field)
         if cap is not None and cap.micros > BALANCE_MICROS_MAX:
@@ -139,20 +160,20 @@ class LimitsService:
         state = cmd.state
         row = limits_store.cached_limits(cmd.conn, state.account_id, state.config_version)
         limits = row.limits.effective() if row is not None else Limits()
-        charged_today = charged_this_month = 0
+        charged_today = charged_this_week = charged_this_month = 0
         campaign = campaign_facts = None
-        if (
-            campaign_id is not None
-            or limits.daily_cap is not None
-            or limits.monthly_cap is not None
+        if campaign_id is not None or any(
+            cap is not None for cap in (limits.daily_cap, limits.weekly_cap, limits.monthly_cap)
         ):
             day = cmd.today
+            monday = week_start(date.fromisoformat(day)).isoformat()
             read = limits_store.read_gate(
-                cmd.conn, state.account_id, campaign_id, day[:8] + "01", day
+                cmd.conn, state.account_id, campaign_id, day[:8] + "01", day, monday
             )
             row = read.limits  # the same, unless this very command changed them
             limits = row.limits.effective() if row is not None else Limits()
             charged_today, charged_this_month = read.charged_today, read.charged_this_month
+            charged_this_week = read.charged_this_week
             campaign, campaign_facts = read.campaign, read.campaign_facts
         now = cmd.now_us
         facts = GateFacts(
@@ -160,8 +181,10 @@ class LimitsService:
             available=Money(state.available_micros),
             reserved=Money(state.reserved_micros),
             charged_today=Money(charged_today),
+            charged_this_week=Money(charged_this_week),
             charged_this_month=Money(charged_this_month),
             daily_paused=_pausing(row.daily_paused_until_us if row else None, now),
+            weekly_paused=_pausing(row.weekly_paused_until_us if row else None, now),
             monthly_paused=_pausing(row.monthly_paused_until_us if row else None, now),
             limits=limits,
             campaign=campaign_facts,
@@ -226,24 +249,21 @@ class LimitsService:
 
     def _pause(self, cmd: Command, read: Gate, code: str) -> None:
         account_id = cmd.state.account_id
-        if code in (gate.DAILY_CAP, gate.MONTHLY_CAP) and read.row is not None:
-            daily = code == gate.DAILY_CAP
-            if read.facts.daily_paused if daily else read.facts.monthly_paused:
+        if code in _PERIODS and read.row is not None:
+            cap, spent, paused = read.facts.cap_standing(code)
+            if paused:
                 return
+            name, period, next_start, column = _PERIODS[code]
             tz = cmd.state.timezone
-            until = next_day_start(cmd.now, tz) if daily else next_month_start(cmd.now, tz)
-            column = "daily_paused_until_us" if daily else "monthly_paused_until_us"
+            until = next_start(cmd.now, tz)
             limits_store.set_paused_until(cmd.conn, account_id, column, to_micros(until))
-            cap = read.facts.limits.daily_cap if daily else read.facts.limits.monthly_cap
             assert cap is not None
-            spent = read.facts.charged_today if daily else read.facts.charged_this_month
             local_until = until.astimezone(ZoneInfo(tz))
-            period = "today" if daily else "this month"
             message = (
                 f"Outbound calls and messages of account {account_id} are paused: spending "
                 f"{period} ({cmd.state.currency} {spent.format()} charged, "
                 f"{cmd.state.currency} {read.facts.reserved.format()} held for calls in "
-                f"progress) reached the {'daily' if daily else 'monthly'} cap of "
+                f"progress) reached the {name} cap of "
                 f"{cmd.state.currency} {cap.format()}. They resume by themselves at "
                 f"{local_until:%Y-%m-%d %H:%M} ({tz}). To resume sooner, raise or disable "
                 "the cap in Billing > Spending Limits. Inbound calls continue."
@@ -252,7 +272,7 @@ class LimitsService:
                 code,
                 message,
                 {
-                    "cap": "daily" if daily else "monthly",
+                    "cap": name,
                     "cap_amount": cap.format(),
                     "charged": spent.format(),
                     "reserved": read.facts.reserved.format(),
@@ -323,15 +343,13 @@ class LimitsService:
 
     def _write(self, cmd: Command, limits: Limits, resumed_because: str | None) -> None:
         before = limits_store.read_limits(cmd.conn, cmd.state.account_id)
-        limits_store.write_limits(cmd.conn, cmd.state.account_id, limits, cmd.now_us, None, None)
-        if before is not None and resumed_because is not None:
-            paused = [
-                until
-                for until in (before.daily_paused_until_us, before.monthly_paused_until_us)
-                if _pausing(until, cmd.now_us)
-            ]
-            if paused:
-                self._resumed_notice(cmd, resumed_because)
+        limits_store.write_limits(cmd.conn, cmd.state.account_id, limits, cmd.now_us)
+        if (
+            before is not None
+            and resumed_because is not None
+            and any(_pausing(until, cmd.now_us) for _, until in before.paused_until())
+        ):
+            self._resumed_notice(cmd, resumed_because)
 
     def _resumed_notice(self, cmd: Command, because: str) -> None:
         notice = Notice(
@@ -345,15 +363,19 @@ class LimitsService:
     @staticmethod
     def _view(conn: Connection, state: store.AccountState, at: datetime) -> LimitsView:
         row = limits_store.read_limits(conn, state.account_id)
-        day = local_date(at, state.timezone).isoformat()
-        days = limits_store.charged_by_day(conn, state.account_id, day[:8] + "01")
+        today = local_date(at, state.timezone)
+        day, month_start = today.isoformat(), today.isoformat()[:8] + "01"
+        monday = week_start(today).isoformat()
+        days = limits_store.charged_by_day(conn, state.account_id, min(monday, month_start))
         now = to_micros(at)
         return LimitsView(
             limits=row.limits if row is not None else Limits(),
             daily_paused_until_us=_live(row.daily_paused_until_us if row else None, now),
+            weekly_paused_until_us=_live(row.weekly_paused_until_us if row else None, now),
             monthly_paused_until_us=_live(row.monthly_paused_until_us if row else None, now),
             charged_today_micros=days.get(day, 0),
-            charged_this_month_micros=sum(days.values()),
+            charged_this_week_micros=sum(v for d, v in days.items() if d >= monday),
+            charged_this_month_micros=sum(v for d, v in days.items() if d >= month_start),
             reserved_micros=state.reserved_micros,
             updated_at_us=row.updated_at_us if row is not None else None,
         )
@@ -364,17 +386,20 @@ class LimitsService:
         """Why outbound is stopped right now, for the balance view (None = it is not)."""
         row = limits_store.read_limits(conn, state.account_id)
         limits = row.limits.effective() if row is not None else Limits()
-        today = local_date(now, state.timezone).isoformat()
+        local_today = local_date(now, state.timezone)
+        today, monday = local_today.isoformat(), week_start(local_today).isoformat()
         now_us = to_micros(now)
         facts = GateFacts(
             account_status=state.status,
             available=Money(state.available_micros),
             reserved=Money(state.reserved_micros),
             charged_today=Money(days.get(today, 0)),
+            charged_this_week=Money(sum(v for d, v in days.items() if monday <= d <= today)),
             charged_this_month=Money(
                 sum(v for d, v in days.items() if today[:8] + "01" <= d <= today)
             ),
             daily_paused=_pausing(row.daily_paused_until_us if row else None, now_us),
+            weekly_paused=_pausing(row.weekly_paused_until_us if row else None, now_us),
             monthly_paused=_pausing(row.monthly_paused_until_us if row else None, now_us),
             limits=limits,
             campaign=None,
@@ -397,10 +422,15 @@ class LimitsService:
             first = today - timedelta(days=days - 1)
             dates = [(first + timedelta(days=i)).isoformat() for i in range(days)]
             start = datetime(first.year, first.month, first.day, tzinfo=zone)
-            before = limits_store.charged_by_day(conn, account_id, first.isoformat()[:8] + "01")
+            monday = week_start(first).isoformat()
+            since = min(monday, dates[0][:8] + "01")
+            before = limits_store.charged_by_day(conn, account_id, since)
             month_before = {
-                first.isoformat()[:7]: sum(v for d, v in before.items() if d < dates[0])
+                dates[0][:7]: sum(
+                    v for d, v in before.items() if dates[0][:8] + "01" <= d < dates[0]
+                )
             }
+            week_before = {monday: sum(v for d, v in before.items() if monday <= d < dates[0])}
             since_us = to_micros(start.astimezone(UTC))
             rows = limits_store.priced_usage_since(conn, account_id, since_us)
             usage = (
@@ -414,7 +444,7 @@ class LimitsService:
                 )
                 for at, service, sub_type, price, quantity, duration in rows
             )
-            result = simulate(usage, limits, card.pulse_seconds, month_before, dates)
+            result = simulate(usage, limits, card.pulse_seconds, month_before, dates, week_before)
         return Simulation(dates[0], dates[-1], state.currency, state.timezone, limits, result)
 
     # -- campaigns -----------------------------------------------------------------------
@@ -536,17 +566,11 @@ class LimitsService:
         if row is None:
             return
         ended = []
-        for column, until, what in (
-            ("daily_paused_until_us", row.daily_paused_until_us, "a new day began"),
-            ("monthly_paused_until_us", row.monthly_paused_until_us, "a new month began"),
-        ):
+        for column, until in row.paused_until():
             if until is not None and until <= cmd.now_us:
                 limits_store.set_paused_until(cmd.conn, cmd.state.account_id, column, None)
-                ended.append(what)
-        if ended and not any(
-            _pausing(u, cmd.now_us)
-            for u in (row.daily_paused_until_us, row.monthly_paused_until_us)
-        ):
+                ended.append(_PAUSE_ENDS[column])
+        if ended and not any(_pausing(u, cmd.now_us) for _, u in row.paused_until()):
             self._resumed_notice(cmd, " and ".join(ended))
 
     def next_due_at(self) -> datetime | None:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # Every event type, with its title. Messages are composed where the event happens.
 EVENTS = {
     "daily_cap_reached": "Daily spending cap reached: outbound paused",
+    "weekly_cap_reached": "Weekly spending cap reached: outbound paused",
     "monthly_cap_reached": "Monthly spending cap reached: outbound paused",
     "outbound_resumed": "Outbound calls and messages resumed",
     "campaign_paused": "Campaign paused",

@@ -153,6 +153,7 @@ def _limits_body(form: dict[str, str]) -> dict[str, Any]:
     return {
         "enabled": form.get("enabled") == "on",
         "daily_cap": _blank_to_none(form.get("daily_cap")),
+        "weekly_cap": _blank_to_none(form.get("weekly_cap")),
         "monthly_cap": _blank_to_none(form.get("monthly_cap")),
         "per_call_max_duration_seconds": int(duration)
         if duration and duration.isdigit()

@@ -55,6 +55,11 @@ BLOCK_REASONS = {
         "Outbound calls and messages are paused: the daily spending cap is reached.",
         "They resume at midnight (account time), or raise the daily cap under Spending Limits.",
     ),
+    "weekly_cap_reached": (
+        "Outbound calls and messages are paused: the weekly spending cap is reached.",
+        "They resume on Monday at midnight (account time), or raise the weekly cap under "
+        "Spending Limits.",
+    ),
     "monthly_cap_reached": (
         "Outbound calls and messages are paused: the monthly spending cap is reached.",
         "They resume on the 1st of next month, or raise the monthly cap under Spending Limits.",
@@ -68,6 +73,7 @@ BLOCK_REASONS = {
 # A limit's code as the dry-run table shows it (the API keeps the code).
 PAUSE_REASONS = {
     "daily_cap_reached": "daily cap reached",
+    "weekly_cap_reached": "weekly cap reached",
     "monthly_cap_reached": "monthly cap reached",
 }
 

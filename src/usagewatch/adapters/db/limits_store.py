@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +31,17 @@ from usagewatch.domain.money import Money
 class LimitsRow:
     limits: Limits
     daily_paused_until_us: int | None
+    weekly_paused_until_us: int | None
     monthly_paused_until_us: int | None
     updated_at_us: int
+
+    def paused_until(self) -> tuple[tuple[str, int | None], ...]:
+        """(column, paused until) of each cap's pause."""
+        return (
+            ("daily_paused_until_us", self.daily_paused_until_us),
+            ("weekly_paused_until_us", self.weekly_paused_until_us),
+            ("monthly_paused_until_us", self.monthly_paused_until_us),
+        )
 
 
 def _money(micros: int | None) -> Money | None:
@@ -51,43 +61,47 @@ _read_limits = sa.select(
     spending_limits.c.daily_paused_until_us,
     spending_limits.c.monthly_paused_until_us,
     spending_limits.c.updated_at_us,
+    spending_limits.c.weekly_cap_micros,
+    spending_limits.c.weekly_paused_until_us,
 ).where(spending_limits.c.account_id == sa.bindparam("account"))
+_LIMITS_WIDTH = len(_read_limits.selected_columns)
 
 
-def read_limits(conn: Connection, account_id: str) -> LimitsRow | None:
-    row = conn.execute(_read_limits, {"account": account_id}).first()
-    if row is None:
-        return None
+def _limits_row(row: Sequence[Any]) -> LimitsRow:
+    """A LimitsRow from the values of `_read_limits`'s columns, in order."""
     return LimitsRow(
         limits=Limits(
             enabled=bool(row[0]),
             daily_cap=_money(row[1]),
             monthly_cap=_money(row[2]),
+            weekly_cap=_money(row[8]),
             per_call_max_duration_seconds=row[3],
             per_call_max_cost=_money(row[4]),
         ),
         daily_paused_until_us=row[5],
         monthly_paused_until_us=row[6],
         updated_at_us=row[7],
+        weekly_paused_until_us=row[9],
     )
 
 
-def write_limits(
-    conn: Connection,
-    account_id: str,
-    limits: Limits,
-    now_us: int,
-    daily_paused_until_us: int | None,
-    monthly_paused_until_us: int | None,
-) -> None:
+def read_limits(conn: Connection, account_id: str) -> LimitsRow | None:
+    row = conn.execute(_read_limits, {"account": account_id}).first()
+    return _limits_row(row) if row is not None else None
+
+
+def write_limits(conn: Connection, account_id: str, limits: Limits, now_us: int) -> None:
+    """Replace the account's limits; every pause they caused ends."""
     values: dict[str, Any] = {
         "enabled": limits.enabled,
         "daily_cap_micros": _micros(limits.daily_cap),
+        "weekly_cap_micros": _micros(limits.weekly_cap),
         "monthly_cap_micros": _micros(limits.monthly_cap),
         "per_call_max_duration_seconds": limits.per_call_max_duration_seconds,
         "per_call_max_cost_micros": _micros(limits.per_call_max_cost),
-        "daily_paused_until_us": daily_paused_until_us,
-        "monthly_paused_until_us": monthly_paused_until_us,
+        "daily_paused_until_us": None,
+        "weekly_paused_until_us": None,
+        "monthly_paused_until_us": None,
         "updated_at_us": now_us,
     }
     updated = conn.execute(
@@ -122,7 +136,8 @@ _charged_since = sa.select(daily_charges.c.local_date, daily_charges.c.charged_m
 
 
 def charged_by_day(conn: Connection, account_id: str, since: str) -> dict[str, int]:
-    """Charged usage per account-local day since a date (at most 31 rows)."""
+    """Charged usage per account-local day since a date (at most 37 rows: a month and the
+    days of its first week that fall in the month before)."""
     return dict(conn.execute(_charged_since, {"account": account_id, "since": since}).all())
 
 
@@ -132,6 +147,7 @@ def paused_accounts_due(conn: Connection, now_us: int, limit: int) -> list[str]:
         .where(
             sa.or_(
                 spending_limits.c.daily_paused_until_us <= now_us,
+                spending_limits.c.weekly_paused_until_us <= now_us,
                 spending_limits.c.monthly_paused_until_us <= now_us,
             )
         )
@@ -141,9 +157,18 @@ def paused_accounts_due(conn: Connection, now_us: int, limit: int) -> list[str]:
 
 
 def next_pause_end(conn: Connection) -> int | None:
-    daily = sa.select(sa.func.min(spending_limits.c.daily_paused_until_us)).scalar_subquery()
-    monthly = sa.select(sa.func.min(spending_limits.c.monthly_paused_until_us)).scalar_subquery()
-    row = conn.execute(sa.select(daily, monthly)).one()
+    row = conn.execute(
+        sa.select(
+            *(
+                sa.select(sa.func.min(column)).scalar_subquery()
+                for column in (
+                    spending_limits.c.daily_paused_until_us,
+                    spending_limits.c.weekly_paused_until_us,
+                    spending_limits.c.monthly_paused_until_us,
+                )
+            )
+        )
+    ).one()
     dues = [v for v in row if v is not None]
     return min(dues) if dues else None
 
@@ -415,6 +440,9 @@ _gate_query = Prepared(
         sa.select(_dc.charged_micros)
         .where(_dc.account_id == accounts.c.id, _dc.local_date == sa.bindparam("today"))
         .scalar_subquery(),
+        sa.select(sa.func.coalesce(sa.func.sum(_dc.charged_micros), 0))
+        .where(_dc.account_id == accounts.c.id, _dc.local_date >= sa.bindparam("week_start"))
+        .scalar_subquery(),
         *_CAMPAIGN_COLUMNS,
         sa.case((campaigns.c.campaign_id.is_(None), 0), else_=_campaign_held),
     )
@@ -438,12 +466,18 @@ class GateRow:
     limits: LimitsRow | None
     charged_this_month: int
     charged_today: int
+    charged_this_week: int
     campaign: CampaignRow | None
     campaign_facts: CampaignFacts | None
 
 
 def read_gate(
-    conn: Connection, account_id: str, campaign_id: str | None, month_start: str, today: str
+    conn: Connection,
+    account_id: str,
+    campaign_id: str | None,
+    month_start: str,
+    today: str,
+    week_start: str,
 ) -> GateRow:
     row = _gate_query.first(
         conn,
@@ -452,26 +486,15 @@ def read_gate(
             "campaign": campaign_id,
             "month_start": month_start,
             "today": today,
+            "week_start": week_start,
         },
     )
     assert row is not None, "the account is locked, so it exists"
-    limits = None
-    if row[0] is not None:
-        limits = LimitsRow(
-            limits=Limits(
-                enabled=bool(row[0]),
-                daily_cap=_money(row[1]),
-                monthly_cap=_money(row[2]),
-                per_call_max_duration_seconds=row[3],
-                per_call_max_cost=_money(row[4]),
-            ),
-            daily_paused_until_us=row[5],
-            monthly_paused_until_us=row[6],
-            updated_at_us=row[7],
-        )
+    limits = _limits_row(row) if row[0] is not None else None
+    month, day, week = row[_LIMITS_WIDTH : _LIMITS_WIDTH + 3]
     campaign = facts = None
-    values = row[10 : 10 + len(_CAMPAIGN_COLUMNS)]
+    values = row[_LIMITS_WIDTH + 3 : _LIMITS_WIDTH + 3 + len(_CAMPAIGN_COLUMNS)]
     if values[1] is not None:
         campaign = CampaignRow(*values)
         facts = _facts(campaign, int(row[-1]))
-    return GateRow(limits, int(row[8]), int(row[9] or 0), campaign, facts)
+    return GateRow(limits, int(month), int(day or 0), int(week), campaign, facts)

@@ -380,6 +380,9 @@ spending_limits = sa.Table(
     sa.Column("daily_paused_until_us", sa.BigInteger, nullable=True),
     sa.Column("monthly_paused_until_us", sa.BigInteger, nullable=True),
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    # weekly: ISO weeks in the account's time zone (Monday 00:00 to Monday 00:00)
+    sa.Column("weekly_cap_micros", sa.BigInteger, nullable=True),
+    sa.Column("weekly_paused_until_us", sa.BigInteger, nullable=True),
     sa.CheckConstraint(
         f"daily_cap_micros IS NULL OR daily_cap_micros BETWEEN 0 AND {BALANCE_MICROS_MAX}",
         name="daily_cap",
@@ -387,6 +390,10 @@ spending_limits = sa.Table(
     sa.CheckConstraint(
         f"monthly_cap_micros IS NULL OR monthly_cap_micros BETWEEN 0 AND {BALANCE_MICROS_MAX}",
         name="monthly_cap",
+    ),
+    sa.CheckConstraint(
+        f"weekly_cap_micros IS NULL OR weekly_cap_micros BETWEEN 0 AND {BALANCE_MICROS_MAX}",
+        name="weekly_cap",
     ),
     sa.CheckConstraint(
         "per_call_max_duration_seconds IS NULL OR per_call_max_duration_seconds > 0",
@@ -400,6 +407,7 @@ spending_limits = sa.Table(
 )
 sa.Index("ix_spending_limits_daily_pause", spending_limits.c.daily_paused_until_us)
 sa.Index("ix_spending_limits_monthly_pause", spending_limits.c.monthly_paused_until_us)
+sa.Index("ix_spending_limits_weekly_pause", spending_limits.c.weekly_paused_until_us)
 
 # Campaign budgets. `spent_micros` is the campaign's charged usage (its rollups' cost),
 # kept in the same transaction as each charge; open holds of its calls count on top.

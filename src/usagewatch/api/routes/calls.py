@@ -82,10 +82,11 @@ def _authorization_out(result: CallResult) -> CallAuthorizationOut:
     response_model=CallAuthorizationOut,
     summary="Authorize a call (platform)",
     description="`max_duration_seconds` is the most that every limit at once allows right "
-    "now (balance, daily and monthly caps, campaign budget, per-call cap), priced by the "
+    "now (balance, daily, weekly and monthly caps, campaign budget, per-call cap), priced by "
+    "the "
     "same pulse rule that settles the call; the hold covers the first reservation window. "
     "402 with the denying code (`insufficient_balance`, `daily_cap_reached`, "
-    "`monthly_cap_reached`, `campaign_budget_exhausted`, `campaign_paused`, "
+    "`weekly_cap_reached`, `monthly_cap_reached`, `campaign_budget_exhausted`, `campaign_paused`, "
     "`per_call_cap_reached`) when not one pulse is allowed; 422 `invalid_number` when "
     "`from` or `to` is not a number.",
 )
@@ -113,8 +114,9 @@ async def authorize_call(
     response_model=CallAuthorizationOut,
     summary="Hold the next reservation window (platform); 402 means disconnect",
     description="402 with the code of the limit reached (`insufficient_balance`, "
-    "`daily_cap_reached`, `monthly_cap_reached`, `campaign_budget_exhausted`, "
-    "`per_call_cap_reached`, `call_duration_max_reached`): the call must end now.",
+    "`daily_cap_reached`, `weekly_cap_reached`, `monthly_cap_reached`, "
+    "`campaign_budget_exhausted`, `per_call_cap_reached`, `call_duration_max_reached`): "
+    "the call must end now.",
 )
 async def extend_call(
     account_id: str,

@@ -28,6 +28,9 @@ router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["limits and campaig
 class LimitsIn(Strict):
     enabled: bool
     daily_cap: MoneyIn | None = Field(None, description="per account-local day; null = none")
+    weekly_cap: MoneyIn | None = Field(
+        None, description="per account-local ISO week, Monday to Sunday; null = none"
+    )
     monthly_cap: MoneyIn | None = Field(None, description="per calendar month; null = none")
     per_call_max_duration_seconds: int | None = Field(
         None, description="at least one pulse; null = none"
@@ -38,6 +41,7 @@ class LimitsIn(Strict):
         return Limits(
             enabled=self.enabled,
             daily_cap=self.daily_cap,
+            weekly_cap=self.weekly_cap,
             monthly_cap=self.monthly_cap,
             per_call_max_duration_seconds=self.per_call_max_duration_seconds,
             per_call_max_cost=self.per_call_max_cost,
@@ -56,6 +60,9 @@ class LimitsOut(BaseModel):
     daily_paused_until: str | None = Field(description="set while the daily cap pauses outbound")
     monthly_paused_until: str | None
     updated_at: str | None
+    weekly_cap: MoneyOut | None
+    spent_this_week: MoneyOut = Field(description="charged since Monday 00:00 (account-local)")
+    weekly_paused_until: str | None = Field(description="set while the weekly cap pauses")
 
 
 def _money_or_none(amount: Money | None) -> str | None:
@@ -76,6 +83,9 @@ def limits_out(view: LimitsView) -> LimitsOut:
         daily_paused_until=instant(view.daily_paused_until_us),
         monthly_paused_until=instant(view.monthly_paused_until_us),
         updated_at=instant(view.updated_at_us),
+        weekly_cap=_money_or_none(limits.weekly_cap),
+        spent_this_week=money(view.charged_this_week_micros),
+        weekly_paused_until=instant(view.weekly_paused_until_us),
     )
 
 
@@ -122,6 +132,7 @@ class SimulatedDay(BaseModel):
 
 class ProposedLimits(BaseModel):
     daily_cap: MoneyOut | None
+    weekly_cap: MoneyOut | None
     monthly_cap: MoneyOut | None
     per_call_max_duration_seconds: int | None
     per_call_max_cost: MoneyOut | None
@@ -168,6 +179,7 @@ def simulation_out(sim: Simulation, proposed: LimitsIn) -> SimulationOut:
         period={"from": sim.first_date, "to": sim.last_date, "timezone": sim.timezone},
         limits=ProposedLimits(
             daily_cap=_money_or_none(proposed.daily_cap),
+            weekly_cap=_money_or_none(proposed.weekly_cap),
             monthly_cap=_money_or_none(proposed.monthly_cap),
             per_call_max_duration_seconds=proposed.per_call_max_duration_seconds,
             per_call_max_cost=_money_or_none(proposed.per_call_max_cost),

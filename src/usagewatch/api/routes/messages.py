@@ -63,7 +63,7 @@ def _sms_out(result: SmsResult) -> SmsOut:
     response_model=SmsOut,
     summary="Charge an outbound SMS (platform)",
     description="402 with the denying code when a limit does not allow it: "
-    "`insufficient_balance`, `daily_cap_reached`, `monthly_cap_reached`, "
+    "`insufficient_balance`, `daily_cap_reached`, `weekly_cap_reached`, `monthly_cap_reached`, "
     "`campaign_budget_exhausted`, `campaign_paused`. The sms_sid makes it idempotent. "
     "422 `invalid_number` when `to` or `from` is not a number (or `from` a sender ID).",
 )

@@ -16,6 +16,8 @@ const REASONS = {
     "Add credits to resume at once."],
   daily_cap_reached: ["Outbound calls and messages are paused: the daily spending cap is reached.",
     "They resume at midnight (account time), or raise the daily cap under Spending Limits."],
+  weekly_cap_reached: ["Outbound calls and messages are paused: the weekly spending cap is reached.",
+    "They resume on Monday at midnight (account time), or raise the weekly cap under Spending Limits."],
   monthly_cap_reached: ["Outbound calls and messages are paused: the monthly spending cap is reached.",
     "They resume on the 1st of next month, or raise the monthly cap under Spending Limits."],
   account_not_active: ["Outbound calls and messages are paused: the account is not active.",
