@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import ADMIN
+from usagewatch.adapters.db import limits_store
 from usagewatch.bootstrap import Container
 from usagewatch.service.verify import verify
 
@@ -522,3 +523,21 @@ def test_whatsapp_passes_the_same_gate(client: TestClient, platform: dict[str, s
     body = {**body, "conversation_id": "WA1"}
     again = client.post(f"{BASE}/whatsapp/conversations", json=body, headers=platform)
     assert again.status_code == 201 and again.json() == first.json()
+
+
+def test_the_gate_reads_a_campaign_s_open_holds_by_key_not_by_the_account_s_history(
+    container: Container,
+) -> None:
+    """SQLite's plan for the campaign's held amount: the account's open holds by index,
+    each call's record by its unique key. (As a join it read every voice record of the
+    account: 400 µs per decision at 1,000 calls, growing with the history.)"""
+    if not container.db.is_sqlite:
+        pytest.skip("SQLite's query planner")
+    params = {"account": "acme", "campaign": "c1", "month_start": "2026-11-01"}
+    params |= {"today": "2026-11-28", "week_start": "2026-11-23"}
+    with container.db.engine.connect() as conn:
+        sql, args = limits_store._gate_query.bind(conn, params)
+        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", args)]
+    assert any("holds USING INDEX ix_holds_account_status" in step for step in plan), plan
+    records = [step for step in plan if "usage_records" in step]
+    assert records and all("natural_id=?" in step for step in records), plan

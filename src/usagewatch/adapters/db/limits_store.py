@@ -190,22 +190,21 @@ class CampaignRow:
 _CAMPAIGN_COLUMNS = [c for c in campaigns.c]
 
 # What the campaign's calls in progress hold: open holds whose call carries the campaign.
+# Driven from the account's open holds (few) with the call's record looked up by its unique
+# key: as a join, SQLite's planner started from the account's voice records instead and
+# read all of them (400 µs at 1,000 calls, growing with the account's history).
+_u = usage_records.c
 _campaign_held = (
     sa.select(sa.func.coalesce(sa.func.sum(holds.c.amount_micros), 0))
-    .select_from(
-        holds.join(
-            usage_records,
-            sa.and_(
-                usage_records.c.account_id == holds.c.account_id,
-                usage_records.c.service == "voice",
-                usage_records.c.natural_id == holds.c.reference,
-            ),
-        )
-    )
     .where(
         holds.c.account_id == sa.bindparam("account"),
         holds.c.status == "open",
-        usage_records.c.campaign_id == sa.bindparam("campaign"),
+        sa.exists().where(
+            _u.account_id == holds.c.account_id,
+            _u.service == "voice",
+            _u.natural_id == holds.c.reference,
+            _u.campaign_id == sa.bindparam("campaign"),
+        ),
     )
     .scalar_subquery()
 )
