@@ -86,7 +86,7 @@ CODES: dict[str, str] = {
     "invalid_channel": "Channels are some of email, sms, dashboard, webhook.",
     "recipients_required": "A channel without recipients: emails, phones or a webhook_url.",
     "invalid_phone": "Phone numbers are E.164, such as +919800000001.",
-    "invalid_number": "A call's or SMS's number is '+' and 3-15 digits (an SMS sender: or an ID).",
+    "invalid_number": "A number is an optional '+' and 3-15 digits; an SMS sender may be an ID.",
     "webhook_url_not_allowed": "The webhook URL is not http(s) or resolves to a private address.",
     "per_call_duration_too_short": "per_call_max_duration_seconds is shorter than one pulse.",
     "amount_too_large": "The amount exceeds the documented maximum of 1,000,000,000 units.",

@@ -38,8 +38,8 @@ DAILY_CAP = "daily_cap_reached"
 CAMPAIGN_PAUSED = "campaign_paused"
 CAMPAIGN_EXHAUSTED = "campaign_budget_exhausted"
 PER_CALL_CAP = "per_call_cap_reached"
-PERIOD_CAPS = (MONTHLY_CAP, WEEKLY_CAP, DAILY_CAP)  # the caps that pause for their period
 CALL_DURATION_MAX = "call_duration_max_reached"
+PERIOD_CAPS = (MONTHLY_CAP, WEEKLY_CAP, DAILY_CAP)  # the caps that pause for their period
 
 # Sandbox (development/test) accounts start with these limits, as the brief recommends
 # ("set conservative daily limits for non-production accounts"); owners may change them.
