@@ -5,6 +5,7 @@ notification, sandbox accounts start capped, and the dry run replays real usage.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import ADMIN
 from usagewatch.adapters.db import limits_store
-from usagewatch.bootstrap import Container
+from usagewatch.bootstrap import Container, build
+from usagewatch.config import Settings
 from usagewatch.service.verify import verify
 
 BASE = "/v1/accounts/acme"
@@ -526,18 +528,20 @@ def test_whatsapp_passes_the_same_gate(client: TestClient, platform: dict[str, s
 
 
 def test_the_gate_reads_a_campaign_s_open_holds_by_key_not_by_the_account_s_history(
-    container: Container,
+    tmp_path: Path,
 ) -> None:
     """SQLite's plan for the campaign's held amount: the account's open holds by index,
     each call's record by its unique key. (As a join it read every voice record of the
     account: 400 µs per decision at 1,000 calls, growing with the history.)"""
-    if not container.db.is_sqlite:
-        pytest.skip("SQLite's query planner")
+    c = build(Settings(database_url=f"sqlite:///{tmp_path}/plan.db"), "x" * 32)
     params = {"account": "acme", "campaign": "c1", "month_start": "2026-11-01"}
     params |= {"today": "2026-11-28", "week_start": "2026-11-23"}
-    with container.db.engine.connect() as conn:
-        sql, args = limits_store._gate_query.bind(conn, params)
-        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", args)]
+    try:
+        with c.db.engine.connect() as conn:
+            sql, args = limits_store._gate_query.bind(conn, params)
+            plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", args)]
+    finally:
+        c.close()
     assert any("holds USING INDEX ix_holds_account_status" in step for step in plan), plan
     records = [step for step in plan if "usage_records" in step]
     assert records and all("natural_id=?" in step for step in records), plan
