@@ -43,6 +43,7 @@ def check_sender(value: object, field: str = "from") -> str:
         return value
     raise Invalid(
         "invalid_number",
-        f"{field} is a number ('+' and 3-15 digits) or a sender ID of 1-11 letters and digits",
+        f"{field} is a number ('+' and 3-15 digits) or a sender ID: 1-11 letters, digits, "
+        "spaces or hyphens",
         field,
     )

@@ -70,7 +70,7 @@ def simulate(
     pulse_seconds: int,
     month_spent_before: dict[str, int],
     dates: list[str],
-    week_spent_before: dict[str, int] | None = None,
+    week_spent_before: dict[str, int],
 ) -> SimulationResult:
     """Replay `usage` (in time order) under `limits`. `month_spent_before` and
     `week_spent_before` (by the week's Monday): what each month and week had already
@@ -80,7 +80,7 @@ def simulate(
     for date in dates:
         result.day(date)
     day_spent: dict[str, int] = {}
-    week_spent = dict(week_spent_before or {})
+    week_spent = dict(week_spent_before)
     month_spent = dict(month_spent_before)
     paused_days: set[str] = set()
     paused_weeks: set[str] = set()

@@ -70,16 +70,10 @@ BLOCK_REASONS = {
     ),
 }
 
-# A limit's code as the dry-run table shows it (the API keeps the code).
-PAUSE_REASONS = {
-    "daily_cap_reached": "daily cap reached",
-    "weekly_cap_reached": "weekly cap reached",
-    "monthly_cap_reached": "monthly cap reached",
-}
-
 
 def reason_text(code: str | None) -> str:
-    return "" if code is None else PAUSE_REASONS.get(code, code.replace("_", " "))
+    """A limit's code in words, as the dry-run table shows it (the API keeps the code)."""
+    return "" if code is None else code.replace("_", " ")
 
 
 class Form(dict[str, str]):
