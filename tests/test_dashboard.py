@@ -14,10 +14,14 @@ from fastapi.testclient import TestClient
 from usagewatch.api.app import create_app
 from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
+from usagewatch.domain import limits as limit_codes
 from usagewatch.domain.clock import ManualClock
+from usagewatch.domain.ledger import LotKind
+from usagewatch.domain.limits import Limits
 from usagewatch.domain.money import Money
 from usagewatch.service.alerts import AlertSpec
 from usagewatch.service.verify import verify
+from usagewatch.web.context import BLOCK_REASONS, block_text
 from usagewatch.web.sessions import COOKIE_NAME, SessionSigner, SignInThrottle, new_session
 
 from .conftest import ADMIN_TOKEN
@@ -156,6 +160,40 @@ def test_the_limits_form_sets_a_weekly_cap(web: TestClient, container: Container
     assert (limits.weekly_cap, limits.daily_cap) == (Money.parse("700.00"), None)
     page = web.get("/billing/spending-limits").text
     assert 'id="weekly_cap"' in page and 'value="700.00"' in page and "this week" in page
+
+
+def banner(html: str) -> str:
+    """The paused banner's words, or "" when it is hidden."""
+    found = re.search(r'<div id="paused-banner"[^>]*>(.*?)</div>', html, re.S)
+    assert found, "no banner on the page"
+    if re.search(r'<div id="paused-banner"[^>]*\bhidden\b', html):
+        return ""
+    return " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split())
+
+
+def test_the_banner_says_why_outbound_is_paused_and_what_to_do(
+    web: TestClient, container: Container
+) -> None:
+    sign_in(web, "owner@acme.example")
+    assert banner(web.get("/billing/usage").text) == (
+        "Outbound calls and messages are paused: the available balance is zero. "
+        "Add credits to resume at once."
+    )
+    container.ledger.add_credit("acme", LotKind.PAID, Money.parse("10.00"))
+    assert banner(web.get("/billing/credits").text) == ""
+    container.limits.put("acme", Limits(enabled=True, daily_cap=Money.parse("0.40")))
+    container.usage.charge_sms("acme", "s1", "transactional", to="+919800000001", units=2)
+    assert banner(web.get("/billing/spending-limits").text) == (
+        "Outbound calls and messages are paused: the daily spending cap is reached. "
+        "They resume at midnight (account time), or raise the daily cap under Spending Limits."
+    )
+
+
+def test_every_reason_outbound_can_stop_for_has_banner_words() -> None:
+    # the balance's outbound_block_reason is one of these (domain.limits.outbound_block)
+    codes = {limit_codes.ACCOUNT_NOT_ACTIVE, limit_codes.INSUFFICIENT_BALANCE}
+    assert set(BLOCK_REASONS) == codes | set(limit_codes.PERIOD_CAPS)
+    assert block_text(None) is None
 
 
 def test_form_errors_are_shown_not_raised(web: TestClient) -> None:

@@ -250,6 +250,40 @@ def test_a_wrong_password_stays_out(server: tuple[str, Container, str], browser:
     context.close()
 
 
+def test_the_paused_banner_comes_and_goes_live(
+    server: tuple[str, Container, str], browser: Any
+) -> None:
+    """The last SMS the balance covers pauses outbound: the banner says why without a
+    reload; a credit resumes it and the banner goes."""
+    url, c, _ = server
+    c.accounts.create_account("Pause Co", "pause")
+    c.accounts.create_user("pause", "owner@pause.example", PASSWORD, "owner")
+    c.ledger.add_credit("pause", LotKind.PAID, Money.parse("1.00"))
+    key = c.accounts.create_api_key("pause", "platform", Principal(Role.ADMIN, None, None))
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, url, email="owner@pause.example")
+    page.wait_for_url(f"{url}/billing/usage")
+    banner = page.get_by_test_id("paused-banner")
+    assert banner.is_hidden()
+    page.wait_for_function("document.querySelector('.live-status').textContent === 'Live.'")
+    answer = httpx.post(
+        f"{url}/v1/accounts/pause/sms",
+        headers={"Authorization": f"Bearer {key.token}"},
+        json={"sms_sid": "last-one", "type": "transactional", "to": "+919811111111", "units": 5},
+    )
+    assert answer.status_code == 201, answer.text
+    banner.wait_for(state="visible", timeout=5000)
+    assert " ".join(banner.inner_text().split()) == (
+        "Outbound calls and messages are paused: the available balance is zero. "
+        "Add credits to resume at once."
+    )
+    shot(page, "paused-banner")
+    c.ledger.add_credit("pause", LotKind.PAID, Money.parse("2.00"))
+    banner.wait_for(state="hidden", timeout=5000)
+    context.close()
+
+
 def test_a_form_post_without_its_csrf_token_is_refused(
     server: tuple[str, Container, str], browser: Any
 ) -> None:

@@ -71,6 +71,18 @@ BLOCK_REASONS = {
 }
 
 
+def block_text(code: str | None) -> tuple[str, str] | None:
+    """The banner's (why, what to do) for a balance's outbound_block_reason; None when
+    outbound is not paused. The page carries BLOCK_REASONS for app.js, which shows the same
+    words when the live balance pauses or resumes outbound."""
+    if code is None:
+        return None
+    return BLOCK_REASONS.get(code) or (
+        f"Outbound calls and messages are paused ({reason_text(code)}).",
+        "See Spending Limits and Credits.",
+    )
+
+
 def reason_text(code: str | None) -> str:
     """A limit's code in words, as the dry-run table shows it (the API keeps the code)."""
     return "" if code is None else code.replace("_", " ")
@@ -234,12 +246,7 @@ class Dashboard:
         accounts = (
             await run_in_threadpool(c.accounts.list_accounts, 200, None) if session.is_admin else []
         )
-        block = BLOCK_REASONS.get(balance.outbound_block_reason or "")
-        if balance.outbound_block_reason and block is None:
-            block = (
-                f"Outbound calls and messages are paused ({balance.outbound_block_reason}).",
-                "See Spending Limits and Credits.",
-            )
+        block = block_text(balance.outbound_block_reason)
         return self.render(
             request,
             template,
@@ -247,6 +254,7 @@ class Dashboard:
             account=account,
             balance=balance,
             block=block,
+            block_reasons=BLOCK_REASONS,
             accounts=accounts,
             can_manage=session.role in ("owner", "admin"),
             **values,

@@ -11,19 +11,6 @@ function groupThousands(text) {
   return (negative ? "-" : "") + grouped + (frac !== undefined ? "." + frac : "");
 }
 
-const REASONS = {
-  insufficient_balance: ["Outbound calls and messages are paused: the available balance is zero.",
-    "Add credits to resume at once."],
-  daily_cap_reached: ["Outbound calls and messages are paused: the daily spending cap is reached.",
-    "They resume at midnight (account time), or raise the daily cap under Spending Limits."],
-  weekly_cap_reached: ["Outbound calls and messages are paused: the weekly spending cap is reached.",
-    "They resume on Monday at midnight (account time), or raise the weekly cap under Spending Limits."],
-  monthly_cap_reached: ["Outbound calls and messages are paused: the monthly spending cap is reached.",
-    "They resume on the 1st of next month, or raise the monthly cap under Spending Limits."],
-  account_not_active: ["Outbound calls and messages are paused: the account is not active.",
-    "Contact support to reactivate the account."],
-};
-
 function showBalance(balance) {
   const currency = balance.currency;
   for (const name of ["available_balance", "paid_credits", "promotional_credits",
@@ -57,8 +44,10 @@ function showBalance(balance) {
     if (balance.outbound_allowed) {
       banner.hidden = true;
     } else {
-      const [why, todo] = REASONS[balance.outbound_block_reason] ||
-        [`Outbound calls and messages are paused (${balance.outbound_block_reason}).`,
+      // The words of web/context.py's BLOCK_REASONS, which the page carries.
+      const code = balance.outbound_block_reason;
+      const [why, todo] = JSON.parse(banner.dataset.reasons || "{}")[code] ||
+        [`Outbound calls and messages are paused (${code.replaceAll("_", " ")}).`,
          "See Spending Limits and Credits."];
       banner.querySelector('[data-field="block_why"]').textContent = why;
       banner.querySelector('[data-field="block_todo"]').textContent = todo;
