@@ -278,6 +278,10 @@ def test_the_paused_banner_comes_and_goes_live(
         "Outbound calls and messages are paused: the available balance is zero. "
         "Add credits to resume at once."
     )
+    # An account without usage: the chart's axis still spans the chosen period.
+    page.wait_for_selector("#daily-chart .main-svg")
+    ticks = " ".join(page.locator("#daily-chart .xtick text").all_text_contents())
+    assert "2026" in ticks and "2000" not in ticks, ticks
     shot(page, "paused-banner")
     c.ledger.add_credit("pause", LotKind.PAID, Money.parse("2.00"))
     banner.wait_for(state="hidden", timeout=5000)

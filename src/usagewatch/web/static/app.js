@@ -150,6 +150,12 @@ function drawChart() {
     hovertemplate: `%{x}<br>${s.label}: %{text}<extra></extra>`, textposition: "none",
     marker: { color: SERVICE_COLORS[s.service] },
   }));
+  if (!traces.length) {
+    // No usage: zero bars over the chosen dates, so the axis shows the period (plotly's
+    // empty chart would show the year 2000).
+    traces.push({ type: "bar", x: data.dates, y: data.dates.map(() => 0), showlegend: false,
+                  hoverinfo: "skip" });
+  }
   const layout = {
     barmode: "stack", paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
     font: { color: ink, family: "system-ui, sans-serif" }, margin: { l: 56, r: 8, t: 8, b: 40 },
