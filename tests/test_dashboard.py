@@ -16,12 +16,12 @@ from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
 from usagewatch.domain import limits as limit_codes
 from usagewatch.domain.clock import ManualClock
-from usagewatch.domain.ledger import LotKind
+from usagewatch.domain.ledger import EntryKind, LotKind
 from usagewatch.domain.limits import Limits
 from usagewatch.domain.money import Money
 from usagewatch.service.alerts import AlertSpec
 from usagewatch.service.verify import verify
-from usagewatch.web.context import BLOCK_REASONS, block_text
+from usagewatch.web.context import BLOCK_REASONS, ENTRY_LABELS, block_text
 from usagewatch.web.sessions import COOKIE_NAME, SessionSigner, SignInThrottle, new_session
 
 from .conftest import ADMIN_TOKEN
@@ -194,6 +194,33 @@ def test_every_reason_outbound_can_stop_for_has_banner_words() -> None:
     codes = {limit_codes.ACCOUNT_NOT_ACTIVE, limit_codes.INSUFFICIENT_BALANCE}
     assert set(BLOCK_REASONS) == codes | set(limit_codes.PERIOD_CAPS)
     assert block_text(None) is None
+
+
+def test_the_journal_on_the_credits_page_speaks_words(
+    web: TestClient, container: Container
+) -> None:
+    container.ledger.add_credit("acme", LotKind.PAID, Money.parse("100.00"))
+    container.calls.authorize("acme", "call-1", "outbound", to="+919800000002")
+    held = container.queries.balance("acme").reserved_micros
+    container.calls.end("acme", "call-1", "completed", 45)
+    container.usage.charge_sms("acme", "sms-1", "transactional", to="+919800000001", units=1)
+    sign_in(web, "owner@acme.example")
+    page = web.get("/billing/credits").text
+    table = page[page.index('data-testid="journal-entries"') :]
+    rows = [
+        " ".join(re.sub(r"<[^>]+>", " ", row).split())
+        for row in re.findall(r"<tr><td.*?</tr>", table, re.S)
+    ]
+    words = [row.split(" IST ", 1)[1] for row in rows]  # less the time
+    assert words[0].startswith("Usage charged -0.20") and words[0].endswith("sms-1")
+    assert words[1].startswith("Call charged -") and f"-{Money(held).format()}" in words[1]
+    assert words[2].startswith(f"Held for a call 0.00 {Money(held).format()}")
+    assert words[3].startswith("Credit (paid) 100.00")
+    assert "debit" not in table and "credit_paid" not in table
+
+
+def test_every_journal_entry_type_has_words() -> None:
+    assert set(ENTRY_LABELS) == set(EntryKind)
 
 
 def test_form_errors_are_shown_not_raised(web: TestClient) -> None:

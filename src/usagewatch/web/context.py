@@ -19,6 +19,7 @@ from markupsafe import Markup
 
 from usagewatch.bootstrap import Container
 from usagewatch.domain.clock import from_micros
+from usagewatch.domain.ledger import EntryKind
 from usagewatch.domain.money import MICROS_PER_UNIT, Money
 from usagewatch.web.sessions import (
     COOKIE_NAME,
@@ -69,6 +70,25 @@ BLOCK_REASONS = {
         "Contact support to reactivate the account.",
     ),
 }
+
+
+# Journal entry types in words (the Credits page); the API keeps the codes.
+ENTRY_LABELS = {
+    EntryKind.CREDIT_PAID: "Credit (paid)",
+    EntryKind.CREDIT_PROMOTIONAL: "Credit (promotional)",
+    EntryKind.HOLD: "Held for a call",
+    EntryKind.HOLD_EXTEND: "Hold extended",
+    EntryKind.CAPTURE: "Call charged",
+    EntryKind.LATE_CAPTURE: "Call charged after its hold expired",
+    EntryKind.RELEASE: "Hold released",
+    EntryKind.HOLD_EXPIRED: "Hold expired",
+    EntryKind.DEBIT: "Usage charged",
+    EntryKind.PROMOTIONAL_EXPIRED: "Promotional credit expired",
+}
+
+
+def entry_label(kind: str) -> str:
+    return ENTRY_LABELS.get(EntryKind(kind), kind)
 
 
 def block_text(code: str | None) -> tuple[str, str] | None:
@@ -160,6 +180,7 @@ class Dashboard:
         env.filters["grouped"] = lambda text: format_money(Money.parse(text).micros)
         env.filters["tojson_script"] = _json_for_script
         env.filters["reason"] = reason_text
+        env.filters["entry_label"] = entry_label
         return cls(c, SignInThrottle(), env)
 
     # -- sessions ------------------------------------------------------------------------
