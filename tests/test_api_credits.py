@@ -318,6 +318,17 @@ REJECTED: list[tuple[dict[str, Any], str, str | None]] = [
         "expires_at",
     ),
     ({**PAID, "amount": "1", "expires_at": "tomorrow"}, "invalid_timestamp", "expires_at"),
+    # instants that exist in their zone but not in UTC (datetime's years are 1-9999)
+    (
+        {**PROMO, "amount": "1", "expires_at": "0001-01-01T00:00:00+14:00"},
+        "invalid_timestamp",
+        "expires_at",
+    ),
+    (
+        {**PROMO, "amount": "1", "expires_at": "9999-12-31T23:00:00-05:00"},
+        "invalid_timestamp",
+        "expires_at",
+    ),
 ]
 
 

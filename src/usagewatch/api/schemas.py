@@ -33,10 +33,10 @@ def _instant(value: object) -> datetime:
     if isinstance(value, str) and len(value) <= 40:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None and "T" in value.upper():
-            return parsed.astimezone(UTC)
+            if parsed.tzinfo is not None and "T" in value.upper():
+                return parsed.astimezone(UTC)
+        except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 past UTC
+            pass
     raise PydanticCustomError(
         "invalid_timestamp", "an RFC 3339 timestamp with a zone, e.g. 2026-12-31T18:30:00Z"
     )
