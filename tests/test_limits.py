@@ -97,6 +97,24 @@ def test_limits_start_empty_and_round_trip(client: TestClient, platform: dict[st
     assert client.get(f"{BASE}/spending-limits", headers=ADMIN).json() == body
 
 
+def test_a_put_without_weekly_cap_keeps_it_and_null_removes_it(
+    client: TestClient, platform: dict[str, str]
+) -> None:
+    """API.md's PUT body predates the weekly cap: a client that sends only those fields must
+    not remove a weekly cap set elsewhere (the dashboard); an explicit null does."""
+    assert put_limits(client, daily_cap="50.00", weekly_cap="200").status_code == 200
+    kept = put_limits(client, daily_cap="60.00", monthly_cap="500.00").json()
+    assert (kept["daily_cap"], kept["weekly_cap"], kept["monthly_cap"]) == (
+        "60.00",
+        "200.00",
+        "500.00",
+    )
+    preview = client.post(f"{BASE}/spending-limits/simulate", json={}, headers=ADMIN).json()
+    assert preview["limits"]["weekly_cap"] == "200.00"
+    removed = put_limits(client, daily_cap="60.00", weekly_cap=None).json()
+    assert removed["weekly_cap"] is None and removed["monthly_cap"] is None
+
+
 @pytest.mark.parametrize(
     ("limits", "code", "field"),
     [

@@ -11,7 +11,7 @@ those writes (the command commits them, then answers 402), and moves no money.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -330,13 +330,20 @@ class LimitsService:
                 raise NotFound("account_not_found", f"no account {account_id!r}")
             return self._view(conn, state, self.clock.now())
 
-    def put(self, account_id: str, limits: Limits) -> LimitsView:
+    def put(self, account_id: str, limits: Limits, keep_weekly_cap: bool = False) -> LimitsView:
         """Replace the account's limits; they apply to the next decision. A pause that a
-        cap caused ends now (a cap still exceeded pauses again at the next request)."""
+        cap caused ends now (a cap still exceeded pauses again at the next request).
+        `keep_weekly_cap`: the weekly cap stays as it is (a client that predates it sent
+        none), read under the account's lock so a concurrent change is not undone."""
 
         def command(cmd: Command) -> LimitsView:
-            check_limits(limits, self.rates.card_in(cmd.conn, account_id))
-            self._write(cmd, limits, resumed_because="the spending limits were changed")
+            wanted = limits
+            if keep_weekly_cap:
+                current = limits_store.read_limits(cmd.conn, account_id)
+                kept = current.limits.weekly_cap if current is not None else None
+                wanted = replace(limits, weekly_cap=kept)
+            check_limits(wanted, self.rates.card_in(cmd.conn, account_id))
+            self._write(cmd, wanted, resumed_because="the spending limits were changed")
             return self._view(cmd.conn, cmd.state, cmd.now)
 
         return self.ledger.run_command(account_id, None, None, LimitsView, command)

@@ -223,10 +223,11 @@ async def preview_limits(request: Request) -> Response:
     form = await d.form(request, session)
     try:
         body = limits_api.SimulationIn.model_validate({**_limits_body(form), "enabled": True})
-        sim = await run_in_threadpool(d.c.limits.simulate, session.account_id or "", body.limits())
+        proposed = body.limits()
+        sim = await run_in_threadpool(d.c.limits.simulate, session.account_id or "", proposed)
     except (UsageWatchError, ValidationError) as exc:
         return await _limits_page(d, request, session, 422, error=_problem(exc), form=form)
-    out = limits_api.simulation_out(sim, body)
+    out = limits_api.simulation_out(sim, proposed)
     return await _limits_page(d, request, session, simulation=out, form=form)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
@@ -29,7 +30,10 @@ class LimitsIn(Strict):
     enabled: bool
     daily_cap: MoneyIn | None = Field(None, description="per account-local day; null = none")
     weekly_cap: MoneyIn | None = Field(
-        None, description="per account-local ISO week, Monday to Sunday; null = none"
+        None,
+        description="per account-local ISO week, Monday to Sunday; null = none. Left out of "
+        "a PUT, the weekly cap stays as it is (it came after the other caps: a client written "
+        "before it does not remove it)",
     )
     monthly_cap: MoneyIn | None = Field(None, description="per calendar month; null = none")
     per_call_max_duration_seconds: int | None = Field(
@@ -110,7 +114,8 @@ def put_limits(
     _: Principal = Depends(allow(MANAGE)),
     c: Container = Depends(container),
 ) -> LimitsOut:
-    return limits_out(c.limits.put(account_id, body.limits()))
+    keep = "weekly_cap" not in body.model_fields_set
+    return limits_out(c.limits.put(account_id, body.limits(), keep_weekly_cap=keep))
 
 
 class SimulationIn(LimitsIn):
@@ -151,7 +156,7 @@ class SimulationOut(BaseModel):
     days: list[SimulatedDay]
 
 
-def simulation_out(sim: Simulation, proposed: LimitsIn) -> SimulationOut:
+def simulation_out(sim: Simulation, proposed: Limits) -> SimulationOut:
     result = sim.result
     days = []
     for date in sorted(result.days):
@@ -211,7 +216,10 @@ def simulate_limits(
     _: Principal = Depends(allow(READ)),
     c: Container = Depends(container),
 ) -> SimulationOut:
-    return simulation_out(c.limits.simulate(account_id, body.limits()), body)
+    limits = body.limits()
+    if "weekly_cap" not in body.model_fields_set:  # as a PUT of this body would
+        limits = replace(limits, weekly_cap=c.limits.get(account_id).limits.weekly_cap)
+    return simulation_out(c.limits.simulate(account_id, limits), limits)
 
 
 # -- campaigns -------------------------------------------------------------------------------
