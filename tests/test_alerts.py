@@ -27,6 +27,7 @@ from tests.conftest import ADMIN, ADMIN_TOKEN
 from usagewatch.api.app import create_app
 from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
+from usagewatch.domain import alerts as alert_rules
 from usagewatch.domain import webhooks
 from usagewatch.domain.clock import ManualClock
 
@@ -190,8 +191,10 @@ def test_low_balance_fires_once_per_crossing_and_reaches_every_channel(
         "a day",
         "Top up from the finance card.",
         "https://billing.example.com/billing",
+        "a day) the balance lasts about 5 days. What to do:",  # 0.80 at 1.20 a week
     ):
         assert text in note["message"], (text, note["message"])
+    assert note["message"].count("7 days") == 1
     got = api.get(f"{BASE}/alerts/{created['alert_id']}", headers=ADMIN).json()
     assert got["state"] == "triggered" and got["last_triggered_at"] == "2026-11-28T04:30:00Z"
 
@@ -220,6 +223,17 @@ def test_low_balance_fires_once_per_crossing_and_reaches_every_channel(
     assert set(listed) == {"email", "sms", "webhook", "dashboard"}
     assert all(d["status"] == "sent" for d in listed.values())
     assert listed["email"]["attempts"][0]["outcome"] == "sent"
+
+
+def test_the_runway_sentence_reads_in_every_case() -> None:
+    assert alert_rules.runway_sentence(None, "INR 0.00") == (
+        "There was no usage in the last 7 days, so no estimate of when it runs out."
+    )
+    assert alert_rules.runway_sentence(0.0, "INR 3.00") == "The balance has run out."
+    assert alert_rules.runway_sentence(30.0, "INR 3.00") == (
+        "At the last 7 days' rate (INR 3.00 a day) the balance lasts about 30 hours."
+    )
+    assert alert_rules.describe_runway(24.0 * 9) == "about 9 days"
 
 
 def test_once_rearms_only_after_a_top_up_clears_the_margin(

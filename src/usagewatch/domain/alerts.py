@@ -99,10 +99,22 @@ def hours_to_zero(available: Money, spent_last_7_days: Money) -> float | None:
 
 
 def describe_runway(hours: float | None) -> str:
+    """How long the balance lasts at the last 7 days' rate, as a phrase (a notice's
+    `runway`)."""
     if hours is None:
-        return "no usage in the last 7 days, so no estimate of when it runs out"
+        return "unknown: no usage in the last 7 days"
     if hours <= 0:
-        return "it has run out"
+        return "none: it has run out"
     if hours < 48:
-        return f"about {hours:.0f} hours at the last 7 days' rate"
-    return f"about {hours / 24:.0f} days at the last 7 days' rate"
+        return f"about {hours:.0f} hours"
+    return f"about {hours / 24:.0f} days"
+
+
+def runway_sentence(hours: float | None, per_day: str) -> str:
+    """The notice's sentence on how long the balance lasts; `per_day`: the last 7 days'
+    average, with its currency."""
+    if hours is None:
+        return "There was no usage in the last 7 days, so no estimate of when it runs out."
+    if hours <= 0:
+        return "The balance has run out."
+    return f"At the last 7 days' rate ({per_day} a day) the balance lasts {describe_runway(hours)}."

@@ -478,13 +478,13 @@ class AlertService:
 
     # -- messages --------------------------------------------------------------------------
     @staticmethod
-    def _burn(cmd: Command, figures: Figures) -> tuple[Money, Money, str]:
-        """(used today, average per day over the last 7 days, how long the money lasts)."""
+    def _burn(cmd: Command, figures: Figures) -> tuple[Money, Money, float | None]:
+        """(used today, average per day over the last 7 days, hours the money lasts)."""
         first = (figures.today - timedelta(days=6)).isoformat()
         week = Money(sum(v for d, v in figures.days.items() if d >= first))
         hours = rules.hours_to_zero(Money(cmd.state.available_micros), week)
         today = Money(figures.days.get(cmd.today, 0))
-        return today, Money(week.micros // 7), rules.describe_runway(hours)
+        return today, Money(week.micros // 7), hours
 
     def _fire(
         self,
@@ -496,7 +496,7 @@ class AlertService:
         figures: Figures,
     ) -> None:
         cur = cmd.state.currency
-        today, per_day, runway = self._burn(cmd, figures)
+        today, per_day, hours = self._burn(cmd, figures)
         available = Money(cmd.state.available_micros)
         basis = ""
         if alert.threshold_percent_bp is not None and average is not None:
@@ -522,8 +522,8 @@ class AlertService:
             )
             todo = alert.action or "Review usage in Billing > Usage, or set spending limits."
         message = (
-            f"{what} Used today: {cur} {today.format()}. At the last 7 days' rate "
-            f"({cur} {per_day.format()} a day) the balance lasts {runway}. "
+            f"{what} Used today: {cur} {today.format()}. "
+            f"{rules.runway_sentence(hours, f'{cur} {per_day.format()}')} "
             f"What to do: {todo} Dashboard: {self.public_url}/billing"
         )
         data = {
@@ -534,7 +534,7 @@ class AlertService:
             "measured": measured.format(),
             "used_today": today.format(),
             "average_daily_usage_7d": per_day.format(),
-            "runway": runway,
+            "runway": rules.describe_runway(hours),
             "action": todo,
             "dashboard": f"{self.public_url}/billing",
         }
