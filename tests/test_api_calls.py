@@ -126,6 +126,34 @@ def test_max_duration_is_exact_and_extensions_stop_at_it(
     assert verify(container.db) == []
 
 
+def test_a_call_ended_past_its_max_duration_is_charged_in_full_as_an_overrun(
+    client: TestClient, platform: dict[str, str], container: Container
+) -> None:
+    """The platform disconnects late: the minutes happened, so they are owed, not dropped.
+    The excess comes from free money; the shortfall is an explicit overrun that stops
+    outbound and that the next credit settles first."""
+    credit(client, "4.20")  # 7 pulses
+    start(client, platform, "CA9")
+    client.post(f"{BASE}/calls/CA9/extend", headers=platform)  # holds all 4.20: 420 s
+    done = client.post(
+        f"{BASE}/calls/CA9/end",
+        json={"status": "completed", "duration_seconds": 430},  # 10 s late: an 8th pulse
+        headers=platform,
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["price"] == "4.80"
+    after = balance(client)
+    assert (after["available_balance"], after["reserved_amount"]) == ("-0.60", "0.00")
+    assert (after["outbound_allowed"], after["outbound_block_reason"]) == (
+        False,
+        "insufficient_balance",
+    )
+    assert start(client, platform, "CA10").status_code == 402
+    credit(client, "1.00")
+    assert balance(client)["available_balance"] == "0.40"
+    assert verify(container.db) == []
+
+
 def test_a_call_whose_end_never_arrives_releases_its_hold_then_is_charged_once(
     client: TestClient, platform: dict[str, str], container: Container, clock: ManualClock
 ) -> None:

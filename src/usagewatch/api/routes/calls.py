@@ -131,6 +131,11 @@ async def extend_call(
     "/calls/{call_sid}/end",
     response_model=CallEndOut,
     summary="End a call: price it in pulses, capture, release the rest (platform)",
+    description="A completed call costs whole pulses of its duration (a partial pulse rounds "
+    "up); any other status costs nothing. A duration past the call's max_duration_seconds "
+    "(a late disconnect) is still charged in full: the excess comes from the free balance and "
+    "any shortfall is an overrun (negative available balance, outbound stopped) that the next "
+    "credit settles first. The same end again returns the first result.",
 )
 async def end_call(
     account_id: str,
