@@ -118,7 +118,10 @@ def test_the_same_id_twice_in_one_batch_is_charged_once(
 
 def test_limits(client: TestClient, platform: dict[str, str]) -> None:
     empty = client.post(f"{BASE}/usage/batch", json={"events": []}, headers=platform)
-    assert empty.status_code == 422 and empty.json()["error"]["code"] == "batch_too_large"
+    assert empty.status_code == 422 and empty.json()["error"]["code"] == "batch_empty"
+    many = [dict(EVENTS[1], sms_sid=f"M{i}") for i in range(10_001)]
+    over = client.post(f"{BASE}/usage/batch", json={"events": many}, headers=platform)
+    assert over.status_code == 422 and over.json()["error"]["code"] == "batch_too_large"
     future = dict(EVENTS[1], sms_sid="F1", occurred_at="2026-11-29T04:00:00Z")
     assert batch(client, platform, [future])[0]["error"]["code"] == "occurred_in_future"
     extra = dict(EVENTS[2], conversation_id="W9", price="0.01")

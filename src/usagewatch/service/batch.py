@@ -105,7 +105,9 @@ class BatchService:
         self.rates = rates
 
     def ingest(self, account_id: str, events: list[Any]) -> list[EventResult]:
-        if not 1 <= len(events) <= BATCH_EVENTS_MAX:
+        if not events:
+            raise Invalid("batch_empty", "a batch has at least one event", "events")
+        if len(events) > BATCH_EVENTS_MAX:
             raise Invalid(
                 "batch_too_large", f"a batch has 1 to {BATCH_EVENTS_MAX} events", "events"
             )
