@@ -449,12 +449,21 @@ def test_campaign_bad_input(client: TestClient, platform: dict[str, str]) -> Non
         f"{BASE}/campaigns", json={**body, "campaign_id": "c2", "budget": "-1"}, headers=ADMIN
     )
     assert code_of(negative) == "amount_negative"
+    for unreachable in ("c/4", "..", "."):  # ids that could not be read back by URL
+        refused = client.post(
+            f"{BASE}/campaigns", json={**body, "campaign_id": unreachable}, headers=ADMIN
+        )
+        assert refused.status_code == 422, unreachable
+        assert refused.json()["error"]["field"] == "campaign_id"
+    odd = client.post(f"{BASE}/campaigns", json={**body, "campaign_id": "q3 #1?"}, headers=ADMIN)
+    assert odd.status_code == 201
+    assert client.get(f"{BASE}/campaigns/q3%20%231%3F", headers=ADMIN).status_code == 200
     missing = client.get(f"{BASE}/campaigns/nope", headers=ADMIN)
     assert missing.status_code == 404 and code_of(missing) == "campaign_not_found"
     bad = client.patch(f"{BASE}/campaigns/c1", json={"status": "done"}, headers=ADMIN)
     assert bad.status_code == 422
     listed = client.get(f"{BASE}/campaigns", headers=ADMIN).json()
-    assert [c["campaign_id"] for c in listed["data"]] == ["c1"]
+    assert [c["campaign_id"] for c in listed["data"]] == ["c1", "q3 #1?"]
 
 
 # -- sandbox accounts ------------------------------------------------------------------------

@@ -129,8 +129,19 @@ def check_limits(limits: Limits, card: rating.RateCard) -> Limits:
 
 
 def check_campaign_id(campaign_id: str) -> str:
-    if not 1 <= len(campaign_id) <= CAMPAIGN_ID_LENGTH_MAX or not campaign_id.isprintable():
-        raise Invalid("validation_error", "campaign_id is 1-64 printable characters", "campaign_id")
+    """1-64 printable characters that can stand as one segment of the campaign's URL
+    (`…/campaigns/{campaign_id}`): no '/', not '.' or '..'."""
+    if (
+        not 1 <= len(campaign_id) <= CAMPAIGN_ID_LENGTH_MAX
+        or not campaign_id.isprintable()
+        or "/" in campaign_id
+        or campaign_id in (".", "..")
+    ):
+        raise Invalid(
+            "validation_error",
+            "campaign_id is 1-64 printable characters, without '/' (it is part of a URL)",
+            "campaign_id",
+        )
     return campaign_id
 
 
