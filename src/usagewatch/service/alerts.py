@@ -291,6 +291,14 @@ class AlertService:
         with self.db.read() as conn:
             return alerts_store.account_alerts(conn, account_id)
 
+    def list_page(
+        self, account_id: str, limit: int, after: tuple[int, str] | None
+    ) -> list[AlertRow]:
+        """A page of the account's alerts, oldest first; `after` is the (created_at_us, id)
+        of the last alert of the previous page."""
+        with self.db.read() as conn:
+            return alerts_store.list_alerts(conn, account_id, limit, after)
+
     def update(self, account_id: str, alert_id: str, changes: dict[str, Any]) -> AlertRow:
         """PATCH: the given fields replace the alert's; it is re-armed and evaluated again."""
 

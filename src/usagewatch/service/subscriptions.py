@@ -93,13 +93,21 @@ class SubscriptionService:
 
         return self.ledger.run_command(account_id, None, None, SubscriptionView, command)
 
-    def list(self, account_id: str, kind: str) -> list[SubscriptionView]:
+    def list(
+        self, account_id: str, kind: str, limit: int, after: str | None
+    ) -> list[SubscriptionView]:
+        """A page of the account's subscriptions of one kind, by item (keyset: `after` is
+        the item of the last one of the previous page)."""
+        query = (
+            sa.select(subscriptions)
+            .where(subscriptions.c.account_id == account_id, subscriptions.c.kind == kind)
+            .order_by(subscriptions.c.item)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(subscriptions.c.item > after)
         with self.db.read() as conn:
-            rows = conn.execute(
-                sa.select(subscriptions)
-                .where(subscriptions.c.account_id == account_id, subscriptions.c.kind == kind)
-                .order_by(subscriptions.c.item)
-            ).all()
+            rows = conn.execute(query).all()
         return [
             SubscriptionView(
                 r.kind, r.item, r.status, r.started_at_us, r.ended_at_us, r.next_charge_at_us, 0

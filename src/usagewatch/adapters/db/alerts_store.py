@@ -103,6 +103,27 @@ def account_alerts(conn: Connection, account_id: str) -> list[AlertRow]:
     return [AlertRow(*row) for row in conn.execute(_account_alerts, {"account": account_id})]
 
 
+def list_alerts(
+    conn: Connection, account_id: str, limit: int, after: tuple[int, str] | None
+) -> list[AlertRow]:
+    """A page of an account's alerts, oldest first (keyset by (created_at_us, id))."""
+    query = (
+        sa.select(*_ALERT_COLUMNS)
+        .where(alerts.c.account_id == account_id)
+        .order_by(alerts.c.created_at_us, alerts.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        created_at_us, alert_id = after
+        query = query.where(
+            sa.or_(
+                alerts.c.created_at_us > created_at_us,
+                sa.and_(alerts.c.created_at_us == created_at_us, alerts.c.id > alert_id),
+            )
+        )
+    return [AlertRow(*row) for row in conn.execute(query)]
+
+
 def alerts_due(conn: Connection, now_us: int, limit: int) -> list[tuple[str, str]]:
     query = (
         sa.select(alerts.c.account_id, alerts.c.id)

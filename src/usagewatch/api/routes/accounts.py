@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi import Path as PathParam
 
 from usagewatch.api.auth import MANAGE, READ, admin_only, allow, container
-from usagewatch.api.pagination import decode_cursor, encode_cursor, limit_param
+from usagewatch.api.pagination import after_param, decode_cursor, fetch_size, limit_param, page
 from usagewatch.api.schemas import (
     AccountCreate,
     AccountOut,
@@ -53,12 +53,12 @@ def create_account(
 @router.get("", summary="List accounts (admin)")
 def list_accounts(
     limit: int = Depends(limit_param),
-    after: str | None = None,
+    after: str | None = Depends(after_param),
     _: Principal = Depends(admin_only),
     c: Container = Depends(container),
 ) -> dict[str, object]:
-    accounts = c.accounts.list_accounts(limit, decode_cursor(after))
-    cursor = encode_cursor(accounts[-1].id) if len(accounts) == limit else None
+    rows = c.accounts.list_accounts(fetch_size(limit), decode_cursor(after))
+    accounts, cursor = page(rows, limit, lambda a: a.id)
     return {"data": [account_out(a) for a in accounts], "next_cursor": cursor}
 
 

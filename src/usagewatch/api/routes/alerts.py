@@ -11,7 +11,15 @@ from pydantic import BaseModel, Field
 
 from usagewatch.adapters.db.alerts_store import AlertRow, SettingsRow
 from usagewatch.api.auth import MANAGE, READ, allow, container
-from usagewatch.api.pagination import decode_int_cursor, encode_cursor, limit_param
+from usagewatch.api.pagination import (
+    after_param,
+    decode_int_cursor,
+    decode_pair_cursor,
+    fetch_size,
+    limit_param,
+    page,
+    pair_key,
+)
 from usagewatch.api.schemas import MoneyIn, MoneyOut, Strict, instant
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal
@@ -153,22 +161,29 @@ class RecommendedIn(Strict):
 )
 def create_recommended(
     account_id: str,
-    body: RecommendedIn,
+    body: RecommendedIn | None = None,
     _: Principal = Depends(allow(MANAGE)),
     c: Container = Depends(container),
 ) -> dict[str, Any]:
+    body = body if body is not None else RecommendedIn()  # no body at all: every default
     created = c.alerts.recommended(
         account_id, list(body.channels), body.recipients.emails, body.recipients.phones
     )
     return {"data": [alert_out(a) for a in created]}
 
 
-@router.get("/alerts", summary="List alerts with their state")
+@router.get("/alerts", summary="List alerts with their state, oldest first")
 def list_alerts(
-    account_id: str, _: Principal = Depends(allow(READ)), c: Container = Depends(container)
+    account_id: str,
+    limit: int = Depends(limit_param),
+    after: str | None = Depends(after_param),
+    _: Principal = Depends(allow(READ)),
+    c: Container = Depends(container),
 ) -> dict[str, Any]:
     c.accounts.get_account(account_id)
-    return {"data": [alert_out(a) for a in c.alerts.all(account_id)]}
+    found = c.alerts.list_page(account_id, fetch_size(limit), decode_pair_cursor(after))
+    rows, cursor = page(found, limit, lambda a: pair_key(a.created_at_us, a.id))
+    return {"data": [alert_out(a) for a in rows], "next_cursor": cursor}
 
 
 AlertIdPath = PathParam(max_length=40)
@@ -262,13 +277,13 @@ class NotificationOut(BaseModel):
 def list_notifications(
     account_id: str,
     limit: int = Depends(limit_param),
-    after: str | None = None,
+    after: str | None = Depends(after_param),
     _: Principal = Depends(allow(READ)),
     c: Container = Depends(container),
 ) -> dict[str, Any]:
     c.accounts.get_account(account_id)
-    views = c.notifications.list(account_id, limit, decode_int_cursor(after))
-    cursor = encode_cursor(views[-1].row.id) if len(views) == limit else None
+    found = c.notifications.list(account_id, fetch_size(limit), decode_int_cursor(after))
+    views, cursor = page(found, limit, lambda v: v.row.id)
     data = [
         NotificationOut(
             id=f"ntf_{v.row.id}",

@@ -8,7 +8,13 @@ from pydantic import BaseModel, Field
 
 from usagewatch.adapters.db.usage_store import UsageRecord
 from usagewatch.api.auth import READ, allow, container
-from usagewatch.api.pagination import decode_int_cursor, encode_cursor, limit_param
+from usagewatch.api.pagination import (
+    after_param,
+    decode_int_cursor,
+    fetch_size,
+    limit_param,
+    page,
+)
 from usagewatch.api.schemas import MoneyOut, Strict, instant, money
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal, Role
@@ -187,10 +193,10 @@ def get_call(
 def list_calls(
     account_id: str,
     limit: int = Depends(limit_param),
-    after: str | None = None,
+    after: str | None = Depends(after_param),
     _: Principal = Depends(allow(READ)),
     c: Container = Depends(container),
 ) -> dict[str, object]:
-    records = c.calls.list(account_id, limit, decode_int_cursor(after))
-    cursor = encode_cursor(records[-1].id or 0) if len(records) == limit else None
+    found = c.calls.list(account_id, fetch_size(limit), decode_int_cursor(after))
+    records, cursor = page(found, limit, lambda r: r.id or 0)
     return {"data": [_call_out(r) for r in records], "next_cursor": cursor}

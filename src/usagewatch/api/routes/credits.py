@@ -12,7 +12,13 @@ from fastapi.responses import StreamingResponse
 
 from usagewatch.adapters.events import FANOUT_TICK_SECONDS, NOTHING
 from usagewatch.api.auth import OPERATOR, READ, allow, container
-from usagewatch.api.pagination import decode_int_cursor, encode_cursor, limit_param
+from usagewatch.api.pagination import (
+    after_param,
+    decode_int_cursor,
+    fetch_size,
+    limit_param,
+    page,
+)
 from usagewatch.api.schemas import (
     BalanceOut,
     CreditCreate,
@@ -95,13 +101,13 @@ def _lot_out(lot: LotView) -> CreditOut:
 def list_credits(
     account_id: str,
     limit: int = Depends(limit_param),
-    after: str | None = None,
+    after: str | None = Depends(after_param),
     _: Principal = Depends(allow(READ)),
     c: Container = Depends(container),
 ) -> dict[str, object]:
     c.accounts.get_account(account_id)
-    rows = c.queries.credit_lots(account_id, limit, decode_int_cursor(after))
-    cursor = encode_cursor(rows[-1][0]) if len(rows) == limit else None
+    found = c.queries.credit_lots(account_id, fetch_size(limit), decode_int_cursor(after))
+    rows, cursor = page(found, limit, lambda row: row[0])
     return {"data": [_lot_out(lot) for _, lot in rows], "next_cursor": cursor}
 
 
@@ -135,12 +141,13 @@ def get_balance(
 def get_ledger(
     account_id: str,
     limit: int = Depends(limit_param),
-    after: str | None = None,
+    after: str | None = Depends(after_param),
     _: Principal = Depends(allow(READ)),
     c: Container = Depends(container),
 ) -> dict[str, object]:
     c.accounts.get_account(account_id)
-    entries = c.queries.ledger_page(account_id, limit, decode_int_cursor(after))
+    found = c.queries.ledger_page(account_id, fetch_size(limit), decode_int_cursor(after))
+    entries, cursor = page(found, limit, lambda e: e.id)
     data = [
         LedgerEntryOut(
             id=f"je_{e.id}",
@@ -154,7 +161,6 @@ def get_ledger(
         )
         for e in entries
     ]
-    cursor = encode_cursor(entries[-1].id) if len(entries) == limit else None
     return {"data": data, "next_cursor": cursor}
 
 

@@ -9,7 +9,13 @@ from pydantic import BaseModel, Field
 
 from usagewatch.adapters.db.payments_store import PaymentRow
 from usagewatch.api.auth import MANAGE, READ, allow, container
-from usagewatch.api.pagination import decode_int_cursor, encode_cursor, limit_param
+from usagewatch.api.pagination import (
+    after_param,
+    decode_int_cursor,
+    fetch_size,
+    limit_param,
+    page,
+)
 from usagewatch.api.schemas import MoneyIn, MoneyOut, Strict, instant, money
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal
@@ -99,12 +105,12 @@ def create_payment(
 def list_payments(
     account_id: str,
     limit: int = Depends(limit_param),
-    after: str | None = None,
+    after: str | None = Depends(after_param),
     _: Principal = Depends(allow(READ)),
     c: Container = Depends(container),
 ) -> dict[str, Any]:
-    rows = c.payments.list(account_id, limit, decode_int_cursor(after))
-    cursor = encode_cursor(rows[-1].id) if len(rows) == limit else None
+    found = c.payments.list(account_id, fetch_size(limit), decode_int_cursor(after))
+    rows, cursor = page(found, limit, lambda row: row.id)
     return {"data": [payment_out(row) for row in rows], "next_cursor": cursor}
 
 

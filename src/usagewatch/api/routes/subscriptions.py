@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from usagewatch.api.auth import MANAGE, READ, allow, container
+from usagewatch.api.pagination import after_param, decode_cursor, fetch_size, limit_param, page
 from usagewatch.api.schemas import InstantIn, MoneyOut, Strict, instant, money
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal, Role
@@ -92,13 +93,18 @@ def _routes(kind: str, path: str, noun: str, body_model: type[NumberIn] | type[A
     ) -> SubscriptionOut:
         return _subscription_out(c.subscriptions.end(account_id, kind, item))
 
-    @router.get(f"/{path}", summary=f"List {noun}s, active and ended", name=f"list_{kind}")
+    @router.get(f"/{path}", summary=f"List {noun}s, active and ended, by id", name=f"list_{kind}")
     def list_all(
-        account_id: str, _: Principal = Depends(allow(READ)), c: Container = Depends(container)
+        account_id: str,
+        limit: int = Depends(limit_param),
+        after: str | None = Depends(after_param),
+        _: Principal = Depends(allow(READ)),
+        c: Container = Depends(container),
     ) -> dict[str, object]:
         c.accounts.get_account(account_id)
-        views = c.subscriptions.list(account_id, kind)
-        return {"data": [_subscription_out(v) for v in views], "next_cursor": None}
+        found = c.subscriptions.list(account_id, kind, fetch_size(limit), decode_cursor(after))
+        views, cursor = page(found, limit, lambda v: v.item)
+        return {"data": [_subscription_out(v) for v in views], "next_cursor": cursor}
 
 
 _routes("number", "numbers", "a virtual number rental", NumberIn)
