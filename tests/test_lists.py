@@ -26,6 +26,7 @@ ACCOUNT_LISTS = {
     "alerts": "alert_id",
     "numbers": "id",
     "agents": "id",
+    "campaigns": "campaign_id",
 }
 INT_CURSOR_LISTS = ["credits", "ledger", "calls", "payments", "notifications"]
 ROWS_EACH = 3
@@ -76,6 +77,9 @@ def filled(client: TestClient, clock: ManualClock) -> TestClient:
         seat = {"agent_id": f"agent{i}"}
         seated = client.post(f"{BASE}/agents", json=seat, headers=owner)
         assert seated.status_code == 201, seated.text
+        campaign = {"campaign_id": f"camp{i}", "name": f"Campaign {i}", "budget": "10.00"}
+        made = client.post(f"{BASE}/campaigns", json=campaign, headers=owner)
+        assert made.status_code == 201, made.text
         clock.advance(1)
     return client
 

@@ -365,3 +365,6 @@ def test_statements_catch_up_after_downtime(
     assert [s["month"] for s in page["data"]] == ["2027-01", "2026-12"]
     rest = get(client, "/statements", viewer, after=page["next_cursor"]).json()
     assert [s["month"] for s in rest["data"]] == ["2026-11"]
+    assert rest["next_cursor"] is None
+    exact = get(client, "/statements", viewer, limit=3).json()  # a full last page
+    assert len(exact["data"]) == 3 and exact["next_cursor"] is None

@@ -11,9 +11,11 @@ from pydantic import BaseModel, Field
 
 from usagewatch.api.auth import MANAGE, READ, allow, container
 from usagewatch.api.pagination import (
+    after_param,
     decode_cursor,
-    encode_cursor,
+    fetch_size,
     limit_param,
+    page,
 )
 from usagewatch.api.schemas import MoneyIn, MoneyOut, Strict, instant, money
 from usagewatch.bootstrap import Container
@@ -287,14 +289,14 @@ def create_campaign(
 def list_campaigns(
     account_id: str,
     limit: int = Depends(limit_param),
-    after: str | None = None,
+    after: str | None = Depends(after_param),
     _: Principal = Depends(allow(READ)),
     c: Container = Depends(container),
 ) -> dict[str, Any]:
     c.accounts.get_account(account_id)
-    rows = c.limits.list_campaigns(account_id, limit, decode_cursor(after))
+    found = c.limits.list_campaigns(account_id, fetch_size(limit), decode_cursor(after))
+    rows, cursor = page(found, limit, lambda row: row.campaign_id)
     views = [c.limits.get_campaign(account_id, row.campaign_id) for row in rows]
-    cursor = encode_cursor(rows[-1].campaign_id) if len(rows) == limit else None
     return {"data": [campaign_out(v) for v in views], "next_cursor": cursor}
 
 

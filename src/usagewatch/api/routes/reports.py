@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from usagewatch.api.auth import allow, container
-from usagewatch.api.pagination import decode_cursor, encode_cursor, limit_param
+from usagewatch.api.pagination import after_param, decode_cursor, fetch_size, limit_param, page
 from usagewatch.api.schemas import MoneyOut, instant, money
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal, Role
@@ -274,16 +274,13 @@ def _statement_out(account_id: str, s: StatementView) -> dict[str, object]:
 def list_statements(
     account_id: str,
     limit: int = Depends(limit_param),
-    after: str | None = None,
+    after: str | None = Depends(after_param),
     _: Principal = Depends(reader),
     c: Container = Depends(container),
 ) -> dict[str, object]:
-    before = decode_cursor(after)
-    rows = c.statements.list(account_id, limit, before)
-    return {
-        "data": [_statement_out(account_id, s) for s in rows],
-        "next_cursor": encode_cursor(rows[-1].month) if len(rows) == limit else None,
-    }
+    found = c.statements.list(account_id, fetch_size(limit), decode_cursor(after))
+    rows, cursor = page(found, limit, lambda s: s.month)
+    return {"data": [_statement_out(account_id, s) for s in rows], "next_cursor": cursor}
 
 
 @router.get(
