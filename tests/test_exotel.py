@@ -4,6 +4,7 @@ pages, and RestException errors (never the native envelope)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,8 +29,9 @@ class Key:
     token: str
 
 
-def _account(client: TestClient, account_id: str) -> Key:
-    made = client.post("/v1/accounts", json={"id": account_id, "name": account_id}, headers=ADMIN)
+def _account(client: TestClient, account_id: str, timezone: str = "Asia/Kolkata") -> Key:
+    body = {"id": account_id, "name": account_id, "timezone": timezone}
+    made = client.post("/v1/accounts", json=body, headers=ADMIN)
     assert made.status_code == 201, made.text
     credit = {"type": "paid", "amount": "100.00"}
     paid = client.post(f"/v1/accounts/{account_id}/credits", json=credit, headers=ADMIN)
@@ -311,6 +313,13 @@ def test_other_paths_and_methods_answer_rest_exceptions(client: TestClient, acme
     rest_exception_json(client.post("/v1/Accounts/acme/Calls/connect.json", auth=auth), 405)
 
 
+ARABIC_INDIC = str.maketrans("0123456789", "".join(chr(0x0660 + n) for n in range(10)))
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -335,12 +344,183 @@ def test_other_paths_and_methods_answer_rest_exceptions(client: TestClient, acme
         {"After": "eDE6OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OjE"},  # x1:<too large>:1
         {"After": "eDE6LTE6MQ"},  # x1:-1:1
         {"Before": "x", "After": "y"},
+        # Only ASCII digits are digits: str.isdigit() and int() disagree on `²`, and other
+        # scripts' digits are not what an Exotel client sends.
+        {"PageSize": "²"},
+        {"PageSize": "10".translate(ARABIC_INDIC)},
+        {"PageSize": "1" * 5000},  # more digits than int() reads
+        {"After": _cursor("x1:²:1")},
+        {"Before": _cursor("x1:" + "10".translate(ARABIC_INDIC) + ":1")},
+        {"DateCreated": "gte:2026-11-28 00:00:00".translate(ARABIC_INDIC)},  # strptime refuses
+        # Before 0001-01-01 in UTC (acme is in Asia/Kolkata, east of UTC).
+        {"DateCreated": "gte:0001-01-01 00:00:00"},
     ],
 )
 def test_bad_filters_are_400(client: TestClient, acme: Key, params: dict[str, str]) -> None:
     auth = ("acme", acme.token)
     rest_exception_json(client.get("/v1/Accounts/acme/Calls.json", params=params, auth=auth), 400)
     rest_exception_xml(client.get("/v1/Accounts/acme/Calls", params=params, auth=auth), 400)
+
+
+def test_dates_outside_the_utc_range_are_400(client: TestClient, acme: Key) -> None:
+    west = _account(client, "west", timezone="America/Los_Angeles")
+    for account, key, bad, good in [
+        ("acme", acme, "gte:0001-01-01 00:00:00", "lte:9999-12-31 23:59:59"),
+        ("west", west, "lte:9999-12-31 23:59:59", "gte:0001-01-01 00:00:00"),
+    ]:
+        path = f"/v1/Accounts/{account}/Calls"
+        auth = (account, key.token)
+        message = rest_exception_json(
+            client.get(path + ".json", params={"DateCreated": bad}, auth=auth), 400
+        )
+        assert "out of range" in message
+        rest_exception_xml(client.get(path, params={"DateCreated": bad}, auth=auth), 400)
+        assert client.get(path + ".json", params={"DateCreated": good}, auth=auth).json() == {
+            "Metadata": {
+                "Total": 0,
+                "PageSize": 50,
+                "FirstPageUri": f"{path}.json?DateCreated={good.replace(' ', '+')}"
+                "&PageSize=50&SortBy=DateCreated:desc",
+                "PrevPageUri": None,
+                "NextPageUri": None,
+            },
+            "Calls": [],
+        }
+
+
+# -- HEAD, other methods, other paths --------------------------------------------------------
+def test_head_answers_as_get_without_a_body(
+    client: TestClient, container: Container, acme: Key
+) -> None:
+    add_call(container, "CA1")
+    container.usage.charge_sms("acme", "SM1", "transactional", to="+919800000001", units=1)
+    auth = ("acme", acme.token)
+    base = "/v1/Accounts/acme/"
+    for path in ["Calls/CA1", "Calls", "Balance", "SMS/Messages/SM1", "sms/Messages/SM1"]:
+        for suffix in ("", ".json"):
+            got = client.get(base + path + suffix, auth=auth)
+            head = client.head(base + path + suffix, auth=auth)
+            assert got.status_code == head.status_code == 200, (path, got.text)
+            assert head.content == b""
+            assert head.headers["content-type"] == got.headers["content-type"]
+            assert head.headers["content-length"] == str(len(got.content))
+    # Errors too: the GET answer's status and headers, no body.
+    for path, status in [
+        ("Calls/NOPE.json", 404),
+        ("Recordings.json", 404),
+        ("Foo/Bar/Baz.json", 404),
+        ("Calls/CA1/Legs", 404),
+        ("Calls.json?PageSize=0", 400),
+    ]:
+        got = client.get(base + path, auth=auth)
+        head = client.head(base + path, auth=auth)
+        assert got.status_code == head.status_code == status, (path, got.text)
+        assert "RestException" in got.text and head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+    anonymous = client.head(base + "Balance.json")
+    assert anonymous.status_code == 401 and anonymous.content == b""
+    assert anonymous.headers["www-authenticate"].startswith("Basic")
+
+
+KNOWN_PATHS = ["Calls.json", "Calls", "Calls/CA1.json", "Balance", "Sms/Messages/SM1.json"]
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "POST", "PUT", "PATCH", "DELETE", "PROPFIND"])
+def test_other_methods_are_405_rest_exceptions_with_a_true_allow(
+    client: TestClient, container: Container, acme: Key, method: str
+) -> None:
+    add_call(container, "CA1")
+    container.usage.charge_sms("acme", "SM1", "transactional", to="+919800000001", units=1)
+    auth = ("acme", acme.token)
+    for path in KNOWN_PATHS:
+        response = client.request(method, "/v1/Accounts/acme/" + path, auth=auth)
+        if path.endswith(".json"):
+            message = rest_exception_json(response, 405)
+        else:
+            message = rest_exception_xml(response, 405)
+        assert message == f"{method} is not allowed here"
+        assert response.headers["allow"] == "GET, HEAD"
+        for allowed in response.headers["allow"].split(", "):  # and each of them answers
+            assert client.request(allowed, "/v1/Accounts/acme/" + path, auth=auth).is_success
+    rest_exception_json(client.request(method, "/v1/Accounts/acme/Nope.json", auth=auth), 404)
+    rest_exception_xml(client.request(method, "/v1/Accounts/acme/Calls/CA1/Legs", auth=auth), 404)
+
+
+def test_unknown_paths_are_404_whatever_the_method(client: TestClient, acme: Key) -> None:
+    auth = ("acme", acme.token)
+    for path in ["Foo/Bar/Baz", "Calls/CA1/Legs", "Smx/Messages/SM1", "SMS/Messages/SM1/x"]:
+        for method in ("GET", "POST", "DELETE", "OPTIONS"):
+            url = "/v1/Accounts/acme/" + path
+            rest_exception_json(client.request(method, url + ".json", auth=auth), 404)
+            rest_exception_xml(client.request(method, url, auth=auth), 404)
+    # A known path with another method stays 405, in any case of the SMS segment.
+    rest_exception_json(client.post("/v1/Accounts/acme/sMs/mEssages/SM1.json", auth=auth), 405)
+
+
+# -- Uris that name the same resource back -------------------------------------------------
+AWKWARD_SIDS = ["CA1", "a", "a.json", "..", ".", "a/b", "x y%", "%41", "é?#&"]
+
+
+def _follow_uri(client: TestClient, uri: str, auth: tuple[str, str], as_json: bool) -> str:
+    """Follow a call's Uri; returns the Sid of the call it answers (in the right format)."""
+    response = client.get(uri, auth=auth)
+    assert response.status_code == 200, (uri, response.text)
+    if as_json:
+        call = response.json()["Call"]
+        assert call["Uri"] == uri
+        return str(call["Sid"])
+    assert xml(response).findtext("Call/Uri") == uri
+    return str(xml(response).findtext("Call/Sid"))
+
+
+def test_uris_round_trip_to_the_same_call(
+    client: TestClient, container: Container, acme: Key
+) -> None:
+    for sid in AWKWARD_SIDS:
+        add_call(container, sid)
+    auth = ("acme", acme.token)
+    listed = client.get("/v1/Accounts/acme/Calls.json", auth=auth).json()["Calls"]
+    json_uris = {call["Sid"]: call["Uri"] for call in listed}
+    root = xml(client.get("/v1/Accounts/acme/Calls", auth=auth))
+    xml_uris = {c.findtext("Sid"): c.findtext("Uri") for c in root.findall("Calls/Call")}
+    assert set(json_uris) == set(xml_uris) == set(AWKWARD_SIDS)
+    assert xml_uris["a.json"] == "/v1/Accounts/acme/Calls/a%2Ejson"  # not call `a` in JSON
+    assert json_uris["a.json"] == "/v1/Accounts/acme/Calls/a%2Ejson.json"
+    assert xml_uris[".."] == "/v1/Accounts/acme/Calls/%2E%2E"  # not a dot segment
+    assert json_uris["a/b"] == "/v1/Accounts/acme/Calls/a%2Fb.json"
+    for sid in AWKWARD_SIDS:
+        assert _follow_uri(client, json_uris[sid], auth, as_json=True) == sid
+        assert _follow_uri(client, str(xml_uris[sid]), auth, as_json=False) == sid
+
+
+def test_sms_uris_round_trip(client: TestClient, container: Container, acme: Key) -> None:
+    auth = ("acme", acme.token)
+    for sid, path in [("m.json", "m%2Ejson"), ("..", "%2E%2E"), ("s/1", "s%2F1")]:
+        container.usage.charge_sms("acme", sid, "transactional", to="+919800000001", units=1)
+        for suffix in ("", ".json"):
+            uri = f"/v1/Accounts/acme/SMS/Messages/{path}{suffix}"
+            response = client.get(uri, auth=auth)
+            assert response.status_code == 200, (uri, response.text)
+            if suffix:
+                assert response.json()["SMSMessage"]["Uri"] == uri
+            else:
+                assert xml(response).findtext("SMSMessage/Uri") == uri
+                assert xml(response).findtext("SMSMessage/Sid") == sid
+
+
+# -- echoed values --------------------------------------------------------------------------
+def test_error_messages_cut_long_values(client: TestClient, acme: Key) -> None:
+    auth = ("acme", acme.token)
+    long = "x" * 20_000
+    for response, status in [
+        (client.get(f"/v1/Accounts/acme/Calls/{long}.json", auth=auth), 404),
+        (client.get(f"/v1/Accounts/acme/SMS/Messages/{long}.json", auth=auth), 404),
+        (client.get(f"/v1/Accounts/{long}/Balance.json", auth=auth), 404),
+        (client.get("/v1/Accounts/acme/Calls.json", params={"Status": long}, auth=auth), 400),
+        (client.get("/v1/Accounts/acme/Calls.json", params={"Direction": long}, auth=auth), 400),
+    ]:
+        message = rest_exception_json(response, status)
+        assert "'" + "x" * 64 + "…'" in message and len(message) < 200, message
 
 
 # -- bulk list: filters ---------------------------------------------------------------------
@@ -491,3 +671,35 @@ def test_a_real_exotel_style_client_works(served: tuple[str, Key], container: Co
         )
     anonymous = httpx.get(f"{base}/v1/Accounts/exo1/Calls/CAX.json")
     assert anonymous.status_code == 401 and "RestException" in anonymous.json()
+
+
+def test_uris_round_trip_through_a_real_server(
+    served: tuple[str, Key], container: Container
+) -> None:
+    base, key = served
+    sids = ["a", "a.json", "..", "a/b", "%2F", "x y%"]
+    for sid in sids:
+        add_call(container, sid, account="exo1")
+    with httpx.Client(base_url=base, auth=("exo1", key.token)) as exotel:
+        for suffix in (".json", ""):
+            listed = exotel.get("/v1/Accounts/exo1/Calls" + suffix)
+            assert listed.status_code == 200, listed.text
+            if suffix:
+                uris = {c["Sid"]: c["Uri"] for c in listed.json()["Calls"]}
+            else:
+                root = ET.fromstring(listed.content)
+                uris = {c.findtext("Sid"): c.findtext("Uri") for c in root.findall("Calls/Call")}
+            assert set(uris) == set(sids)
+            for sid, uri in uris.items():
+                call = exotel.get(str(uri))
+                assert call.status_code == 200, (uri, call.text)
+                if suffix:
+                    assert call.json()["Call"]["Sid"] == sid
+                else:
+                    assert ET.fromstring(call.content).findtext("Call/Sid") == sid
+                head = exotel.head(str(uri))
+                assert head.status_code == 200 and head.content == b""
+                assert head.headers["content-length"] == str(len(call.content))
+        options = exotel.options("/v1/Accounts/exo1/Calls.json")
+        assert options.status_code == 405 and options.headers["allow"] == "GET, HEAD"
+        assert options.json()["RestException"]["Status"] == 405

@@ -66,17 +66,29 @@ PAGE_SIZE_MAX = 100
 SIDS_MAX = 100
 DEFAULT_WINDOW = timedelta(days=31)
 LOCAL_FORMAT = "%Y-%m-%d %H:%M:%S"
-_LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+# ASCII digits only: `\d` and str.isdigit() also accept other scripts' digits and `²`.
+_LOCAL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+_DIGITS = re.compile(r"[0-9]+")
+_PAGE_SIZE = re.compile(r"[0-9]{1,9}")
 _BOUND = re.compile(r"^(gte|gt|lte|lt):(.*)$")
 _SECONDS = re.compile(r"^(0|[1-9][0-9]{0,9})s?$")
 _SECOND_US = 1_000_000
 # Filter values are clamped to this: no stored value comes near it, and it stays inside
 # a signed 64-bit column with room for `+ unit`.
 _INT_CAP = 2**62
+# Values echoed in error messages are cut to this many characters.
+ECHO_CHARS_MAX = 64
 
 
 class FilterError(ValueError):
     """A query parameter of the bulk list that cannot be read (HTTP 400)."""
+
+
+def quoted(value: str) -> str:
+    """`value` as an error message echoes it: quoted, cut to ECHO_CHARS_MAX characters."""
+    if len(value) > ECHO_CHARS_MAX:
+        value = value[:ECHO_CHARS_MAX] + "…"
+    return repr(value)
 
 
 # -- views ------------------------------------------------------------------------------
@@ -172,7 +184,7 @@ class Cursor:
         parts = raw.split(":")
         if len(text) > 100 or len(parts) != 3 or parts[0] != "x1":
             raise FilterError(f"{name} is not a cursor produced by this API")
-        if not all(p.isdigit() and int(p) < _INT_CAP for p in parts[1:]):
+        if not all(_DIGITS.fullmatch(p) and int(p) < _INT_CAP for p in parts[1:]):
             raise FilterError(f"{name} is not a cursor produced by this API")
         return cls(int(parts[1]), int(parts[2]))
 
@@ -193,13 +205,17 @@ def local_text(micros: int, timezone: str) -> str:
 
 def parse_local(text: str, timezone: str, name: str) -> int:
     """`YYYY-MM-DD HH:MM:SS` in the account's zone -> UTC microseconds."""
-    if not _LOCAL_TIME.match(text):
+    if not _LOCAL_TIME.fullmatch(text):
         raise FilterError(f"{name} takes times as YYYY-MM-DD HH:MM:SS")
     try:
         naive = datetime.strptime(text, LOCAL_FORMAT)
     except ValueError:
-        raise FilterError(f"{name}: {text!r} is not a valid time") from None
-    return to_micros(naive.replace(tzinfo=ZoneInfo(timezone)).astimezone(ZoneInfo("UTC")))
+        raise FilterError(f"{name}: {quoted(text)} is not a valid time") from None
+    try:  # 0001-01-01 east of UTC, 9999-12-31 west of it: outside datetime's range in UTC
+        instant = naive.replace(tzinfo=ZoneInfo(timezone)).astimezone(ZoneInfo("UTC"))
+    except OverflowError:
+        raise FilterError(f"{name}: {quoted(text)} is out of range in {timezone}") from None
+    return to_micros(instant)
 
 
 def _bounds(text: str, name: str) -> list[tuple[str, str]]:
@@ -301,7 +317,9 @@ def parse_call_list(params: dict[str, str | None], timezone: str, now_us: int) -
         statuses = _list(params["Status"] or "", "Status")
         unknown = sorted(set(statuses) - set(CALL_STATUSES))
         if unknown:
-            raise FilterError(f"Status {unknown[0]!r} is not one of {', '.join(CALL_STATUSES)}")
+            raise FilterError(
+                f"Status {quoted(unknown[0])} is not one of {', '.join(CALL_STATUSES)}"
+            )
 
     duration = Range()
     if params.get("Duration") is not None:
@@ -317,13 +335,15 @@ def parse_call_list(params: dict[str, str | None], timezone: str, now_us: int) -
         directions = _list(params["Direction"] or "", "Direction")
         unknown = sorted(set(directions) - set(DIRECTIONS))
         if unknown:
-            raise FilterError(f"Direction {unknown[0]!r} is not one of {', '.join(DIRECTIONS)}")
+            raise FilterError(
+                f"Direction {quoted(unknown[0])} is not one of {', '.join(DIRECTIONS)}"
+            )
         sub_types = tuple(s for d in directions if (s := DIRECTIONS[d]) is not None)
 
     page_size = PAGE_SIZE_DEFAULT
     if params.get("PageSize") is not None:
         text = params["PageSize"] or ""
-        if not text.isdigit() or not 1 <= int(text) <= PAGE_SIZE_MAX:
+        if not _PAGE_SIZE.fullmatch(text) or not 1 <= int(text) <= PAGE_SIZE_MAX:
             raise FilterError(f"PageSize is a whole number from 1 to {PAGE_SIZE_MAX}")
         page_size = int(text)
 

@@ -4,6 +4,12 @@ and RestException errors, for existing Exotel clients.
 These routes answer every failure themselves, as a RestException in the requested format
 (JSON on `.json` paths, XML otherwise), never with the native error envelope. Query
 parameters are read as plain strings so that FastAPI's own validation never answers first.
+Every GET path also answers HEAD; a catch-all route answers every other method and path.
+
+A CallSid or SmsSid is read from the raw (still percent-encoded) last path segment: only a
+literal `.json` suffix asks for JSON, so `a%2Ejson` is the call `a.json` in XML, and an
+encoded `/` stays inside the sid. The Uris built here encode every character of a segment
+but A-Z a-z 0-9 - _ ~ (`.` too: `..` or a trailing `.json` would name another resource).
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import quote, urlencode
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote, urlencode
 from xml.etree import ElementTree as ET
 
 from fastapi import APIRouter, Query, Request
@@ -25,6 +31,7 @@ from usagewatch.bootstrap import Container
 from usagewatch.domain.errors import UsageWatchError
 from usagewatch.domain.money import Money
 from usagewatch.service.exotel import (
+    ECHO_CHARS_MAX,
     AccountInfo,
     CallListRequest,
     CallPage,
@@ -34,11 +41,13 @@ from usagewatch.service.exotel import (
     FilterError,
     SmsView,
     parse_call_list,
+    quoted,
 )
 
 log = logging.getLogger(__name__)
 PREFIX = "/v1/Accounts/{AccountSid}"
 router = APIRouter(prefix=PREFIX, tags=["Exotel-compatible API"])
+ALLOW = "GET, HEAD"  # the methods every known path answers
 
 JSON_TYPE = "application/json"
 XML_TYPE = "application/xml; charset=utf-8"
@@ -108,8 +117,38 @@ def _split_json(text: str) -> tuple[str, bool]:
     return (text[: -len(".json")], True) if text.endswith(".json") else (text, False)
 
 
+def _wants_json(request: Request) -> bool:
+    """A literal `.json` ends the path (an encoded `%2Ejson` belongs to a sid)."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        return raw.endswith(b".json")
+    return request.url.path.endswith(".json")
+
+
+def _sid_of(request: Request, matched: str) -> tuple[str, bool] | None:
+    """(sid, as_json) named by the raw last path segment, the route having matched its
+    decoded form as `matched`. None when there is no such resource: `matched` spans more
+    than one segment (a literal `/`, as in Calls/CA1/Legs), or the sid is empty."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        last = raw.decode("latin-1").rsplit("/", 1)[-1]
+        if unquote(last).count("/") != matched.count("/"):
+            return None
+        text, as_json = _split_json(last)
+        sid = unquote(text)
+    else:  # a server that does not pass the raw path: the decoded one
+        if "/" in matched:
+            return None
+        sid, as_json = _split_json(matched)
+    return (sid, as_json) if sid else None
+
+
+def _segment(text: str) -> str:
+    return quote(text, safe="").replace(".", "%2E")
+
+
 def _uri(*parts: str, as_json: bool, query: dict[str, str] | None = None) -> str:
-    path = "/v1/Accounts/" + "/".join(quote(p, safe="") for p in parts)
+    path = "/v1/Accounts/" + "/".join(_segment(p) for p in parts)
     path += ".json" if as_json else ""
     return path + ("?" + urlencode(query, safe=":;,") if query else "")
 
@@ -199,10 +238,25 @@ def list_body(
 Handler = Callable[[ExotelQueries, AccountInfo], dict[str, Any]]
 
 
-def _answer(c: Container, request: Request, account_sid: str, handler: Handler) -> Response:
+def _finish(request: Request, response: Response) -> Response:
+    """A HEAD request gets the GET answer's status and headers, Content-Length included,
+    without its body (RFC 9110 9.3.2)."""
+    if request.method == "HEAD":
+        response.body = b""
+    return response
+
+
+def _answer(
+    c: Container, request: Request, account_sid: str, handler: Handler, as_json: bool
+) -> Response:
     """Authenticate, find the account (404 for another account's or an unknown one, never
     telling them apart), run `handler`; every failure becomes a RestException."""
-    as_json = request.url.path.endswith(".json")
+    return _finish(request, _answer_body(c, request, account_sid, handler, as_json))
+
+
+def _answer_body(
+    c: Container, request: Request, account_sid: str, handler: Handler, as_json: bool
+) -> Response:
     try:
         try:
             principal = principal_of(request)
@@ -211,7 +265,7 @@ def _answer(c: Container, request: Request, account_sid: str, handler: Handler) 
         queries = ExotelQueries(c.db, c.clock)
         account = queries.account(account_sid) if principal.sees(account_sid) else None
         if account is None:
-            raise RestError(404, f"No account {account_sid!r} for these credentials")
+            raise RestError(404, f"No account {quoted(account_sid)} for these credentials")
         return render(handler(queries, account), as_json)
     except RestError as exc:
         return rest_exception(exc.status, exc.message, as_json)
@@ -226,10 +280,26 @@ def _answer(c: Container, request: Request, account_sid: str, handler: Handler) 
 
 # -- routes ------------------------------------------------------------------------------------
 _DESC = "Exotel v1 form; add `.json` for JSON, else XML. Basic auth `key_id:token` or `sid:token`."
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Response])
 
 
-@router.get("/Balance", summary="Exotel: account balance (XML)", responses=_FORMATS)
-@router.get("/Balance.json", summary="Exotel: account balance (JSON)", responses=_FORMATS)
+def _get(path: str, **options: Any) -> Callable[[_Endpoint], _Endpoint]:
+    """Route GET `path` (with `options`) and HEAD `path` (kept out of the OpenAPI document)
+    to the endpoint, which answers HEAD without a body (`_finish`)."""
+
+    def register(endpoint: _Endpoint) -> _Endpoint:
+        router.head(path, include_in_schema=False)(endpoint)
+        return router.get(path, **options)(endpoint)
+
+    return register
+
+
+def _not_found(request: Request, as_json: bool) -> Response:
+    return _finish(request, rest_exception(404, "No such resource", as_json))
+
+
+@_get("/Balance", summary="Exotel: account balance (XML)", responses=_FORMATS)
+@_get("/Balance.json", summary="Exotel: account balance (JSON)", responses=_FORMATS)
 def exotel_balance(request: Request, AccountSid: str) -> Response:
     c = container_of(request)
 
@@ -248,10 +318,12 @@ def exotel_balance(request: Request, AccountSid: str) -> Response:
             }
         }
 
-    return _answer(c, request, AccountSid, handler)
+    return _answer(c, request, AccountSid, handler, _wants_json(request))
 
 
-@router.get(
+# Registered second (decorators apply bottom-up), undocumented: a sid with an encoded `/`.
+@_get("/Calls/{CallSid:path}", include_in_schema=False)
+@_get(
     "/Calls/{CallSid}",
     summary="Exotel: one call (add .json to the CallSid for JSON)",
     description=_DESC,
@@ -259,15 +331,18 @@ def exotel_balance(request: Request, AccountSid: str) -> Response:
 )
 def exotel_call(request: Request, AccountSid: str, CallSid: str) -> Response:
     c = container_of(request)
-    call_sid, as_json = _split_json(CallSid)
+    found = _sid_of(request, CallSid)
+    if found is None:  # /Calls/CA1/Legs and the like
+        return _not_found(request, _wants_json(request))
+    call_sid, as_json = found
 
     def handler(queries: ExotelQueries, account: AccountInfo) -> dict[str, Any]:
         call = queries.call(account.account_id, call_sid)
         if call is None:
-            raise RestError(404, f"No call {call_sid!r} on this account")
+            raise RestError(404, f"No call {quoted(call_sid)} on this account")
         return {"Call": call_body(call, account, as_json)}
 
-    return _answer(c, request, AccountSid, handler)
+    return _answer(c, request, AccountSid, handler, as_json)
 
 
 def _list_route(
@@ -276,18 +351,18 @@ def _list_route(
     params: dict[str, str | None],
 ) -> Response:
     c = container_of(request)
-    as_json = request.url.path.endswith(".json")
+    as_json = _wants_json(request)
 
     def handler(queries: ExotelQueries, account: AccountInfo) -> dict[str, Any]:
         parsed = parse_call_list(params, account.timezone, queries.now_us())
         page = queries.calls(account.account_id, parsed)
         return list_body(page, parsed, account, as_json)
 
-    return _answer(c, request, AccountSid, handler)
+    return _answer(c, request, AccountSid, handler, as_json)
 
 
-@router.get("/Calls", summary="Exotel: bulk call list (XML)", responses=_FORMATS)
-@router.get("/Calls.json", summary="Exotel: bulk call list (JSON)", responses=_FORMATS)
+@_get("/Calls", summary="Exotel: bulk call list (XML)", responses=_FORMATS)
+@_get("/Calls.json", summary="Exotel: bulk call list (JSON)", responses=_FORMATS)
 def exotel_calls(
     request: Request,
     AccountSid: str,
@@ -325,23 +400,28 @@ def exotel_calls(
     return _list_route(request, AccountSid, params)
 
 
+def _is_sms_path(segments: tuple[str, str]) -> bool:
+    return (segments[0].lower(), segments[1].lower()) == ("sms", "messages")
+
+
 def _sms_route(request: Request, account_sid: str, segments: tuple[str, str], sid: str) -> Response:
     c = container_of(request)
-    sms_sid, as_json = _split_json(sid)
-    if (segments[0].lower(), segments[1].lower()) != ("sms", "messages"):
-        return rest_exception(404, "No such resource", as_json)
+    found = _sid_of(request, sid)
+    if found is None or not _is_sms_path(segments):
+        return _not_found(request, _wants_json(request))
+    sms_sid, as_json = found
 
     def handler(queries: ExotelQueries, account: AccountInfo) -> dict[str, Any]:
         sms = queries.sms(account.account_id, sms_sid)
         if sms is None:
-            raise RestError(404, f"No SMS {sms_sid!r} on this account")
+            raise RestError(404, f"No SMS {quoted(sms_sid)} on this account")
         return {"SMSMessage": sms_body(sms, account, as_json)}
 
-    return _answer(c, request, account_sid, handler)
+    return _answer(c, request, account_sid, handler, as_json)
 
 
-@router.get(
-    "/SMS/Messages/{SmsSid}",
+@_get(
+    "/SMS/Messages/{SmsSid}",  # with an encoded `/` in the sid: the any-case route below
     summary="Exotel: one SMS (add .json to the SmsSid for JSON; SMS/Messages in any case)",
     description=_DESC,
     responses=_FORMATS,
@@ -350,7 +430,7 @@ def exotel_sms(request: Request, AccountSid: str, SmsSid: str) -> Response:
     return _sms_route(request, AccountSid, ("SMS", "Messages"), SmsSid)
 
 
-@router.get("/{SmsSegment}/{MessagesSegment}/{SmsSid}", include_in_schema=False)
+@_get("/{SmsSegment}/{MessagesSegment}/{SmsSid:path}", include_in_schema=False)
 def exotel_sms_any_case(
     request: Request,
     AccountSid: str,
@@ -362,23 +442,37 @@ def exotel_sms_any_case(
     return _sms_route(request, AccountSid, (SmsSegment, MessagesSegment), SmsSid)
 
 
-# Last: anything else under /v1/Accounts/{AccountSid}/ answers in Exotel's form too, never
-# with the native envelope: 405 on a known path with another method, else 404.
-@router.api_route(
-    "/{Rest:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    include_in_schema=False,
-)
-def exotel_other(request: Request, AccountSid: str, Rest: str) -> Response:
-    as_json = request.url.path.endswith(".json")
-    path = request.url.path
+def _is_known(request: Request) -> bool:
+    """Whether a GET route above answers this path with something other than a 404."""
     for route in router.routes:
-        if (
-            isinstance(route, APIRoute)
-            and route.endpoint is not exotel_other
-            and route.path_regex.match(path)
+        match = route.path_regex.match(request.url.path) if isinstance(route, APIRoute) else None
+        if match is None:
+            continue
+        params = match.groupdict()
+        sid = params.get("CallSid", params.get("SmsSid"))
+        if sid is not None and _sid_of(request, sid) is None:
+            continue
+        if "SmsSegment" in params and not _is_sms_path(
+            (params["SmsSegment"], params["MessagesSegment"])
         ):
-            response = rest_exception(405, f"{request.method} is not allowed here", as_json)
-            response.headers["Allow"] = "GET, HEAD"
-            return response
-    return rest_exception(404, "No such resource", as_json)
+            continue
+        return True
+    return False
+
+
+def exotel_other(request: Request) -> Response:
+    """Last: anything else under /v1/Accounts/{AccountSid}/, in any method, answers in
+    Exotel's form too, never with the native envelope: 405 on a known path with a method
+    other than GET or HEAD (OPTIONS included), else 404."""
+    as_json = _wants_json(request)
+    if not _is_known(request):
+        return _not_found(request, as_json)
+    method = request.method[:ECHO_CHARS_MAX]
+    response = rest_exception(405, f"{method} is not allowed here", as_json)
+    response.headers["Allow"] = ALLOW  # HEAD never gets here: every known path answers it
+    return response
+
+
+# A plain Starlette route with an empty method list takes every method, even unknown ones
+# (None would mean GET only, and FastAPI's routes need each method named).
+router.add_route(PREFIX + "/{Rest:path}", exotel_other, methods=(), include_in_schema=False)
