@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(
         5.0, ge=0, le=300, description="how long a process trusts an API key it looked up"
     )
+    api_rate_limit: float = Field(
+        1000,
+        ge=0,
+        le=1_000_000,
+        description="requests a second each API key may send to one server process, with "
+        "bursts of one second's worth; past it 429 rate_limited; 0 = no limit",
+    )
     log_level: str = Field("info", description="uvicorn log level")
     call_reservation_window_seconds: int = Field(
         300, ge=1, le=3600, description="seconds of a call each hold (and extension) covers"

@@ -18,6 +18,7 @@ from usagewatch import __version__
 from usagewatch.api import errors
 from usagewatch.api.limits import BodyLimitMiddleware
 from usagewatch.api.metrics import Metrics, MetricsMiddleware
+from usagewatch.api.ratelimit import RateLimiter
 from usagewatch.api.routes import (
     accounts,
     alerts,
@@ -86,6 +87,7 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.container = c
+    app.state.rate_limiter = RateLimiter(c.settings.api_rate_limit)
     metrics = Metrics(c.db)
     app.state.metrics = metrics
     c.ledger.set_entry_observer(metrics.ledger_entry)

@@ -10,9 +10,10 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
+from usagewatch.api.ratelimit import RateLimiter
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal, Role
-from usagewatch.domain.errors import Forbidden, NotFound, Unauthenticated
+from usagewatch.domain.errors import Forbidden, NotFound, RateLimited, Unauthenticated
 from usagewatch.service.accounts import basic_principal
 
 # What each kind of action allows. The operator (admin) may do everything.
@@ -49,13 +50,19 @@ def _credentials(request: Request) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _checked(principal: Principal | None, username: str | None) -> Principal:
+def _checked(request: Request, principal: Principal | None, username: str | None) -> Principal:
+    """The caller, once known and within its key's rate limit (401 / 429 otherwise)."""
     if principal is not None and username is not None:
         principal = basic_principal(principal, username)
     if principal is None:
         raise Unauthenticated(
             "unauthenticated", "send HTTP Basic key_id:token or Authorization: Bearer token"
         )
+    if principal.key_id is not None:  # an API key; the operator's token is not limited
+        limiter: RateLimiter = request.app.state.rate_limiter
+        wait = limiter.retry_after(principal.key_id)
+        if wait is not None:
+            raise RateLimited(wait)
     return principal
 
 
@@ -63,7 +70,7 @@ def principal_of(request: Request) -> Principal:
     """Who is calling (401 `unauthenticated` when nobody); may read the database."""
     token, username = _credentials(request)
     accounts = container_of(request).accounts
-    return _checked(accounts.principal_for_token(token) if token else None, username)
+    return _checked(request, accounts.principal_for_token(token) if token else None, username)
 
 
 async def current_principal(request: Request) -> Principal:
@@ -75,7 +82,7 @@ async def current_principal(request: Request) -> Principal:
         principal = accounts.known_principal(token)
         if principal is None:
             principal = await run_in_threadpool(accounts.principal_for_token, token)
-    return _checked(principal, username)
+    return _checked(request, principal, username)
 
 
 def allow(roles: frozenset[Role]) -> Callable[..., Coroutine[Any, Any, Principal]]:

@@ -13,7 +13,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from usagewatch.domain.errors import CODES, UsageWatchError
+from usagewatch.domain.errors import CODES, RateLimited, UsageWatchError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def _field(loc: tuple[Any, ...]) -> str | None:
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, UsageWatchError)
-    return envelope(exc.status, exc.code, exc.message, exc.field)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return envelope(exc.status, exc.code, exc.message, exc.field, headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

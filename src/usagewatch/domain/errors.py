@@ -8,6 +8,7 @@
     ├── NotFound           404  absent, or belonging to another account
     ├── Conflict           409  idempotency key reuse, state conflict
     ├── Invalid            422  values that break a rule
+    ├── RateLimited        429  the key sent too many requests a second
     └── Unavailable        503  the service cannot answer now
 
 Each class carries its HTTP status; the HTTP layer reads it in one exception handler
@@ -122,6 +123,9 @@ CODES: dict[str, str] = {
     "invalid_export_format": "The export format is not csv, xlsx or pdf.",
     "invalid_months": "`months` must be between 1 and 24.",
     "invalid_max_recharges_per_day": "max_recharges_per_day must be a whole number from 1 to 100.",
+    # 429
+    "rate_limited": "The API key sent more requests per second than this server allows "
+    "(USAGEWATCH_API_RATE_LIMIT); retry after the Retry-After header's seconds.",
     # 500 / 503
     "internal_error": "An unexpected fault; nothing was changed. Retry with the same key.",
     "not_ready": "The database is unreachable or its migrations are not current.",
@@ -168,6 +172,16 @@ class Conflict(UsageWatchError):
 
 class Invalid(UsageWatchError):
     status = 422
+
+
+class RateLimited(UsageWatchError):
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "rate_limited", f"too many requests with this key; retry in {retry_after} s"
+        )
+        self.retry_after = retry_after
 
 
 class Unavailable(UsageWatchError):

@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 
 from usagewatch.api.auth import container_of, principal_of
 from usagewatch.bootstrap import Container
-from usagewatch.domain.errors import UsageWatchError
+from usagewatch.domain.errors import RateLimited, UsageWatchError
 from usagewatch.domain.money import Money
 from usagewatch.service.exotel import (
     ECHO_CHARS_MAX,
@@ -260,6 +260,10 @@ def _answer_body(
     try:
         try:
             principal = principal_of(request)
+        except RateLimited as exc:
+            limited = rest_exception(429, exc.message, as_json)
+            limited.headers["Retry-After"] = str(exc.retry_after)
+            return limited
         except UsageWatchError as exc:
             raise RestError(401, "Authentication failed: send HTTP Basic sid:token") from exc
         queries = ExotelQueries(c.db, c.clock)
