@@ -336,6 +336,19 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
             assert operation.get("summary"), (method, path)
 
 
+def test_openapi_describes_the_error_envelope(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    native = spec["paths"]["/v1/accounts/{account_id}/sms"]["post"]["responses"]["default"]
+    assert native["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorOut"
+    }
+    body = spec["components"]["schemas"]["ErrorBody"]
+    assert body["required"] == ["code", "message"] and "field" in body["properties"]
+    exotel = spec["paths"]["/v1/Accounts/{AccountSid}/Balance.json"]["get"]["responses"]
+    assert "RestException" in exotel["default"]["description"]
+    assert "content" not in exotel["default"]
+
+
 def test_openapi_documents_money_as_strings(client: TestClient) -> None:
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     assert schemas["CreditCreate"]["properties"]["amount"]["type"] == "string"

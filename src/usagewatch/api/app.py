@@ -19,6 +19,7 @@ from usagewatch.api import errors
 from usagewatch.api.limits import BodyLimitMiddleware
 from usagewatch.api.metrics import Metrics, MetricsMiddleware
 from usagewatch.api.ratelimit import RateLimiter
+from usagewatch.api.schemas import ErrorOut
 from usagewatch.api.routes import (
     accounts,
     alerts,
@@ -81,7 +82,12 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         strict_content_type=False,  # a body without Content-Type is read as JSON too
-        responses={"default": {"description": "error envelope", "model": None}},
+        responses={
+            "default": {
+                "description": "the error envelope; docs/errors.md lists every code",
+                "model": ErrorOut,
+            }
+        },
         # FastAPI's OpenTelemetry hooks look up providers on every request; usagewatch
         # exports its own metrics (/metrics).
         telemetry={"tracing": False, "metrics": False, "logs": False},

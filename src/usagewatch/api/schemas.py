@@ -201,9 +201,9 @@ class TestClockAdvance(Strict):
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
+    code: str = Field(description="stable snake_case code; docs/errors.md lists every one")
+    message: str = Field(description="what went wrong, for a person")
+    field: str | None = Field(None, description="the input field at fault, when there is one")
 
 
 class ErrorOut(BaseModel):

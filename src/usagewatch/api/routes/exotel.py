@@ -46,7 +46,11 @@ from usagewatch.service.exotel import (
 
 log = logging.getLogger(__name__)
 PREFIX = "/v1/Accounts/{AccountSid}"
-router = APIRouter(prefix=PREFIX, tags=["Exotel-compatible API"])
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["Exotel-compatible API"],
+    responses={"default": {"description": "RestException, as for 4XX"}},
+)
 ALLOW = "GET, HEAD"  # the methods every known path answers
 
 JSON_TYPE = "application/json"
