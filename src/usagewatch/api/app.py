@@ -19,7 +19,6 @@ from usagewatch.api import errors
 from usagewatch.api.limits import BodyLimitMiddleware
 from usagewatch.api.metrics import Metrics, MetricsMiddleware
 from usagewatch.api.ratelimit import RateLimiter
-from usagewatch.api.schemas import ErrorOut
 from usagewatch.api.routes import (
     accounts,
     alerts,
@@ -35,6 +34,7 @@ from usagewatch.api.routes import (
     reports,
     subscriptions,
 )
+from usagewatch.api.schemas import ErrorOut
 from usagewatch.bootstrap import Container
 from usagewatch.service.scheduler import WORKER_PARENT_ENV
 from usagewatch.web import install as install_dashboard
