@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 import socket
 import threading
 import time
@@ -340,8 +341,12 @@ def test_recommended_levels_wait_for_history_then_follow_average_usage(
     assert [n["event"] for n in fired] == ["low_balance"] and "Warning" in fired[0]["title"]
     data = fired[0]["data"]
     assert Decimal(data["available_balance"]) < Decimal(data["threshold"])
-    assert "30% of your average monthly usage of INR" in fired[0]["message"]
-    assert "Plan to add credits soon." in fired[0]["message"]
+    message = fired[0]["message"]
+    assert "30% of your average monthly usage of INR" in message
+    assert "Plan to add credits soon." in message
+    # averages for people to the cent (the data keeps them exact), thousands grouped
+    assert "average monthly usage of INR 1,505.45)" in message  # 451.636363 is 30% of it
+    assert re.search(r"\(INR [0-9]{1,3}(,[0-9]{3})*\.[0-9]{2} a day\)", message), message
 
 
 # -- system notices ----------------------------------------------------------------------------

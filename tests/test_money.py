@@ -286,3 +286,20 @@ def test_arithmetic_matches_integers(a: int, b: int) -> None:
     assert (Money(a) - Money(b)).micros == a - b
     assert (Money(a) < Money(b)) == (a < b)
     assert (Money(a) == Money(b)) == (a == b)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("0", "0.00"),
+        ("999.5", "999.50"),
+        ("1000", "1,000.00"),
+        ("1234567.000001", "1,234,567.000001"),
+        ("-16657.25", "-16,657.25"),
+    ],
+)
+def test_display_groups_thousands_and_stays_exact(text: str, shown: str) -> None:
+    amount = Money.parse(text)
+    assert amount.display() == shown
+    assert Money.parse(shown.replace(",", "")) == amount
+

@@ -78,6 +78,14 @@ class Money:
         frac_text = f"{frac:06d}".rstrip("0").ljust(2, "0")
         return f"{sign}{units}.{frac_text}"
 
+    def display(self) -> str:
+        """For people (messages, pages): format() with the thousands grouped,
+        "1,234,567.50"; still exact."""
+        text = self.format()
+        sign = "-" if text.startswith("-") else ""
+        units, _, frac = text.lstrip("-").partition(".")
+        return f"{sign}{int(units):,}.{frac}"
+
     # -- arithmetic (Money with Money only) ------------------------------------------------
     @staticmethod
     def zero() -> Money:

@@ -510,13 +510,13 @@ class AlertService:
         if alert.threshold_percent_bp is not None and average is not None:
             basis = (
                 f" ({percent_text(alert.threshold_percent_bp)}% of your average monthly usage"
-                f" of {cur} {Money(average).format()})"
+                f" of {cur} {_cents(Money(average)).display()})"
             )
         if alert.type == "low_balance":
             event = "low_balance"
             what = (
                 f"The available balance of account {cmd.state.account_id} is {cur} "
-                f"{available.format()}, below the threshold of {cur} {threshold.format()}{basis}."
+                f"{available.display()}, below the threshold of {cur} {threshold.display()}{basis}."
             )
             todo = alert.action or "Add credits to keep calls and messages going."
         else:
@@ -525,13 +525,13 @@ class AlertService:
             scope = f"{alert.service} usage" if alert.service else "Usage"
             what = (
                 f"{scope} of account {cmd.state.account_id} {period} reached {cur} "
-                f"{measured.format()}, at or above the threshold of {cur} {threshold.format()}"
-                f"{basis}. Available balance: {cur} {available.format()}."
+                f"{measured.display()}, at or above the threshold of {cur} {threshold.display()}"
+                f"{basis}. Available balance: {cur} {available.display()}."
             )
             todo = alert.action or "Review usage in Billing > Usage, or set spending limits."
         message = (
-            f"{what} Used today: {cur} {today.format()}. "
-            f"{rules.runway_sentence(hours, f'{cur} {per_day.format()}')} "
+            f"{what} Used today: {cur} {today.display()}. "
+            f"{rules.runway_sentence(hours, f'{cur} {_cents(per_day).display()}')} "
             f"What to do: {todo} Dashboard: {self.public_url}/billing"
         )
         data = {
@@ -555,7 +555,7 @@ class AlertService:
         available = Money(cmd.state.available_micros)
         message = (
             f"The available balance of account {cmd.state.account_id} is {cur} "
-            f"{available.format()}: outbound calls and SMS have stopped. Inbound calls follow "
+            f"{available.display()}: outbound calls and SMS have stopped. Inbound calls follow "
             "your inbound policy. What to do: add credits now (Billing > Add Credits), and "
             "keep a buffer above zero with low-balance alerts or auto-recharge. "
             f"Dashboard: {self.public_url}/billing"
@@ -648,7 +648,7 @@ class AlertService:
         cur = cmd.state.currency
         when = lot.expires_at.astimezone(ZoneInfo(cmd.state.timezone))
         message = (
-            f"{cur} {lot.remaining.format()} of promotional credit on account "
+            f"{cur} {lot.remaining.display()} of promotional credit on account "
             f"{cmd.state.account_id} expires at {when:%Y-%m-%d %H:%M} ({cmd.state.timezone}) "
             "and is then forfeited. Promotional credit is spent first, so ordinary usage uses "
             f"it up; nothing needs doing unless you expected to keep it. Dashboard: "
@@ -695,3 +695,8 @@ def _spec_of(alert: AlertRow) -> AlertSpec:
         webhook_url=alert.webhook_url,
         action=alert.action,
     )
+
+
+def _cents(amount: Money) -> Money:
+    """An average shown to people: to the cent, half up (the notice's data keeps it exact)."""
+    return Money((amount.micros + 5_000) // 10_000 * 10_000)

@@ -272,10 +272,10 @@ class LimitsService:
             local_until = until.astimezone(ZoneInfo(tz))
             message = (
                 f"Outbound calls and messages of account {account_id} are paused: spending "
-                f"{period} ({cmd.state.currency} {spent.format()} charged, "
-                f"{cmd.state.currency} {read.facts.reserved.format()} held for calls in "
+                f"{period} ({cmd.state.currency} {spent.display()} charged, "
+                f"{cmd.state.currency} {read.facts.reserved.display()} held for calls in "
                 f"progress) reached the {name} cap of "
-                f"{cmd.state.currency} {cap.format()}. They resume by themselves at "
+                f"{cmd.state.currency} {cap.display()}. They resume by themselves at "
                 f"{local_until:%Y-%m-%d %H:%M} ({tz}). To resume sooner, raise or disable "
                 "the cap in Billing > Spending Limits. Inbound calls continue."
             )
@@ -307,27 +307,26 @@ class LimitsService:
         conn: Connection, campaign: CampaignRow, event: str, now_us: int, state: store.AccountState
     ) -> None:
         currency = state.currency
-        spent = Money(campaign.spent_micros).format()
-        budget = Money(campaign.budget_micros).format()
+        spent, budget = Money(campaign.spent_micros), Money(campaign.budget_micros)
         if event == "campaign_paused":
             message = (
-                f"Campaign {campaign.name!r} ({campaign.campaign_id}) is paused: it has "
-                f"spent {currency} {spent} of its {currency} {budget} budget. The rest of "
-                "the account's traffic goes on. To resume it, raise its budget in Billing > "
-                "Spending Limits."
+                f"Campaign {campaign.name!r} ({campaign.campaign_id}) is paused: it has spent "
+                f"{currency} {spent.display()} of its {currency} {budget.display()} budget. "
+                "The rest of the account's traffic goes on. To resume it, raise its budget in "
+                "Billing > Spending Limits."
             )
         else:
             message = (
                 f"Campaign {campaign.name!r} ({campaign.campaign_id}) is active again: "
-                f"{currency} {spent} spent of a {currency} {budget} budget."
+                f"{currency} {spent.display()} spent of a {currency} {budget.display()} budget."
             )
         notice = Notice(
             event,
             message,
             {
                 "campaign_id": campaign.campaign_id,
-                "budget": budget,
-                "spent": spent,
+                "budget": budget.format(),
+                "spent": spent.format(),
                 "reason": campaign.paused_reason,
             },
         )

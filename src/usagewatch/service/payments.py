@@ -406,7 +406,7 @@ def _credit_description(row: PaymentRow) -> str:
 
 
 def _amount(cmd: Command, micros: int) -> str:
-    return f"{cmd.state.currency} {Money(micros).format()}"
+    return f"{cmd.state.currency} {Money(micros).display()}"
 
 
 def _recharge_notice(

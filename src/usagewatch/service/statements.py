@@ -28,7 +28,7 @@ from usagewatch.adapters.db.engine import Database
 from usagewatch.adapters.db.schema import accounts, statement_schedule, statements
 from usagewatch.domain.clock import Clock, from_micros, month_key, next_month_start, to_micros
 from usagewatch.domain.errors import NotFound
-from usagewatch.domain.money import MICROS_PER_UNIT
+from usagewatch.domain.money import MICROS_PER_UNIT, Money
 from usagewatch.service import notifications
 from usagewatch.service.exports import ExportService
 from usagewatch.service.ledger import new_id
@@ -172,10 +172,10 @@ class StatementService:
                     created_at_us=view.created_at_us,
                 )
             )
-            total_text = Decimal(total) / MICROS_PER_UNIT
             message = (
                 f"The usage statement of account {account_id} for {month} is ready: "
-                f"{records} records, {info.currency} {total_text:.2f} in all. The CSV and the "
+                f"{records:,} records, {info.currency} {Money(total).display()} in all. The CSV "
+                "and the "
                 f"PDF are attached to the email, and in the dashboard: {self.public_url}"
                 f"/billing/usage (statements: GET /v1/accounts/{account_id}/statements)."
             )
@@ -183,7 +183,7 @@ class StatementService:
                 "statement_id": view.id,
                 "month": month,
                 "records": records,
-                "total": f"{total_text:.2f}",
+                "total": Money(total).format(),
             }
             notifications.record(
                 conn,

@@ -20,7 +20,7 @@ from markupsafe import Markup
 from usagewatch.bootstrap import Container
 from usagewatch.domain.clock import from_micros
 from usagewatch.domain.ledger import EntryKind
-from usagewatch.domain.money import MICROS_PER_UNIT, Money
+from usagewatch.domain.money import Money
 from usagewatch.web.sessions import (
     COOKIE_NAME,
     Session,
@@ -132,10 +132,7 @@ class CsrfRefused(Exception):
 
 def format_money(micros: int, currency: str | None = None) -> str:
     """1234567.5 units -> "1,234,567.50" (exact: at least 2 decimals, up to 6)."""
-    sign = "-" if micros < 0 else ""
-    units, frac = divmod(abs(micros), MICROS_PER_UNIT)
-    frac_text = f"{frac:06d}".rstrip("0").ljust(2, "0")
-    text = f"{sign}{units:,}.{frac_text}"
+    text = Money(micros).display()
     return f"{currency} {text}" if currency else text
 
 
