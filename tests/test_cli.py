@@ -134,3 +134,15 @@ def test_every_command_has_help(command: str) -> None:
     result = runner.invoke(app, [command, "--help"], env=_env())
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+def test_notice_links_follow_the_served_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    from usagewatch.cli import _settings
+
+    monkeypatch.delenv("USAGEWATCH_PUBLIC_URL", raising=False)
+    assert _settings(port=8765).public_url == "http://127.0.0.1:8765"
+    assert _settings(host="::1", port=9000).public_url == "http://[::1]:9000"
+    assert _settings(host="0.0.0.0", port=9000).public_url == "http://127.0.0.1:8000"
+    assert _settings(database_url="sqlite:///x.db").public_url == "http://127.0.0.1:8000"
+    monkeypatch.setenv("USAGEWATCH_PUBLIC_URL", "https://billing.example.com")
+    assert _settings(port=8765).public_url == "https://billing.example.com"

@@ -33,8 +33,18 @@ DatabaseUrl = Annotated[
 
 
 def _settings(**overrides: object) -> Settings:
+    """The environment's settings with the command line's on top. Unless
+    USAGEWATCH_PUBLIC_URL says otherwise, the links in notices point at the address this
+    process serves (its host and port), not at the default port."""
     settings = Settings()
     values = {k: v for k, v in overrides.items() if v is not None}
+    if "public_url" not in settings.model_fields_set and ("host" in values or "port" in values):
+        host = str(values.get("host", settings.host))
+        port = values.get("port", settings.port)
+        if host not in ("0.0.0.0", "::", ""):  # every interface: no address to link to
+            values["public_url"] = (
+                f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+            )
     return settings.model_copy(update=values) if values else settings
 
 
@@ -292,7 +302,9 @@ def demo(
         clock = ManualClock(history_start(now, days))
         typer.echo(f"generating {days} days of history in {path} ...")
         seeding = build(
-            _settings(database_url=database_url, test_clock=True), admin_token, clock=clock
+            _settings(database_url=database_url, test_clock=True, host=host, port=port),
+            admin_token,
+            clock=clock,
         )
         try:
             made = seed(seeding, clock, now, days)
