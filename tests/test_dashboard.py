@@ -577,3 +577,5 @@ def test_notifications_show_each_delivery_and_its_attempts(
     assert (
         "status-pending" in page.text or "status-sent" in page.text or "status-failed" in page.text
     )
+    # the dashboard copy is this inbox itself: no attempts to count; the email's are counted
+    assert page.text.count("in this inbox") == 1 and " attempt" in page.text

@@ -151,7 +151,7 @@ def demo_alerts_and_recharge(c: Container, account: str) -> None:
     c.alerts.create(
         account,
         AlertSpec(
-            name=f"Balance below {line.format()}",
+            name=f"Balance below {line.display()}",
             type="low_balance",
             channels=["dashboard"],
             threshold=line,
