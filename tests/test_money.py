@@ -303,3 +303,17 @@ def test_display_groups_thousands_and_stays_exact(text: str, shown: str) -> None
     assert amount.display() == shown
     assert Money.parse(shown.replace(",", "")) == amount
 
+
+@pytest.mark.parametrize(
+    ("text", "places", "shown"),
+    [
+        ("1098.692857", 2, "1098.69"),
+        ("3704.505", 2, "3704.51"),
+        ("-3704.505", 2, "-3704.51"),
+        ("0.004999", 2, "0.00"),
+        ("12.5", 0, "13.00"),
+        ("1.000001", 6, "1.000001"),
+    ],
+)
+def test_rounded_is_half_away_from_zero(text: str, places: int, shown: str) -> None:
+    assert Money.parse(text).rounded(places) == Money.parse(shown)

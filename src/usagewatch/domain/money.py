@@ -86,6 +86,14 @@ class Money:
         units, _, frac = text.lstrip("-").partition(".")
         return f"{sign}{int(units):,}.{frac}"
 
+    def rounded(self, places: int = 2) -> Money:
+        """To `places` decimals, half away from zero: for showing people an average or an
+        estimate (what is charged and compared stays exact)."""
+        assert 0 <= places <= 6
+        step = 10 ** (6 - places)
+        units = (abs(self.micros) + step // 2) // step * step
+        return Money(units if self.micros >= 0 else -units)
+
     # -- arithmetic (Money with Money only) ------------------------------------------------
     @staticmethod
     def zero() -> Money:

@@ -510,7 +510,7 @@ class AlertService:
         if alert.threshold_percent_bp is not None and average is not None:
             basis = (
                 f" ({percent_text(alert.threshold_percent_bp)}% of your average monthly usage"
-                f" of {cur} {_cents(Money(average)).display()})"
+                f" of {cur} {Money(average).rounded().display()})"
             )
         if alert.type == "low_balance":
             event = "low_balance"
@@ -531,7 +531,7 @@ class AlertService:
             todo = alert.action or "Review usage in Billing > Usage, or set spending limits."
         message = (
             f"{what} Used today: {cur} {today.display()}. "
-            f"{rules.runway_sentence(hours, f'{cur} {_cents(per_day).display()}')} "
+            f"{rules.runway_sentence(hours, f'{cur} {per_day.rounded().display()}')} "
             f"What to do: {todo} Dashboard: {self.public_url}/billing"
         )
         data = {
@@ -695,8 +695,3 @@ def _spec_of(alert: AlertRow) -> AlertSpec:
         webhook_url=alert.webhook_url,
         action=alert.action,
     )
-
-
-def _cents(amount: Money) -> Money:
-    """An average shown to people: to the cent, half up (the notice's data keeps it exact)."""
-    return Money((amount.micros + 5_000) // 10_000 * 10_000)

@@ -175,8 +175,8 @@ async def _alerts_page(
         triggered = {a.id: a.last_triggered_at_us for a in rows}
         settings = alerts_api.settings_out(d.c.alerts.settings(account_id))
         average = d.c.alerts.average_monthly_usage(account_id)
-        estimates = {  # what each percentage threshold amounts to now, by the alerts' rule
-            a.id: rules.percent_of(average, a.threshold_percent_bp).micros
+        estimates = {  # what each percentage threshold amounts to now ("≈", to the cent)
+            a.id: rules.percent_of(average, a.threshold_percent_bp).rounded().micros
             for a in rows
             if a.threshold_percent_bp is not None and average is not None
         }
