@@ -46,6 +46,9 @@ def test_a_call_from_authorize_to_end(client: TestClient, platform: dict[str, st
     assert started.json()["max_duration_seconds"] == 960
     assert started.json()["reserved_amount"] == "3.00"
     assert started.json()["status"] == "in-progress"
+    running = client.get(f"{BASE}/calls/CA1", headers=platform).json()
+    assert (running["reserved_amount"], running["hold_status"]) == ("3.00", "open")
+    assert running["hold_expires_at"] == "2026-11-28T04:37:00Z"  # 300 s window + 120 s grace
     assert balance(client)["reserved_amount"] == "3.00"
     assert balance(client)["available_balance"] == "7.00"
     ended = client.post(
@@ -78,6 +81,11 @@ def test_a_call_from_authorize_to_end(client: TestClient, platform: dict[str, st
     assert other.status_code == 409
     record = client.get(f"{BASE}/calls/CA1", headers=platform).json()
     assert (record["status"], record["pulses"], record["price"]) == ("completed", 2, "1.20")
+    assert (record["reserved_amount"], record["hold_status"], record["hold_expires_at"]) == (
+        "0.00",
+        "captured",
+        None,
+    )
 
 
 def test_failed_calls_cost_nothing_and_release_the_hold(
@@ -162,6 +170,15 @@ def test_a_call_whose_end_never_arrives_releases_its_hold_then_is_charged_once(
     assert container.test_clock is not None
     container.scheduler.advance(300 + 120)  # window + grace: the hold expires
     assert balance(client)["reserved_amount"] == "0.00"
+    # the record still says in-progress (no end came), and that its hold lapsed
+    lapsed = client.get(f"{BASE}/calls/CA6", headers=platform).json()
+    assert (lapsed["status"], lapsed["reserved_amount"], lapsed["hold_status"]) == (
+        "in-progress",
+        "0.00",
+        "expired",
+    )
+    listed = client.get(f"{BASE}/calls", headers=platform).json()["data"]
+    assert [(c["call_sid"], c["hold_status"]) for c in listed] == [("CA6", "expired")]
     assert client.post(f"{BASE}/calls/CA6/extend", headers=platform).status_code == 409
     late = client.post(
         f"{BASE}/calls/CA6/end",

@@ -48,6 +48,19 @@ class CallResult:
     price_micros: int
 
 
+@dataclass(frozen=True, slots=True)
+class CallView:
+    """A call's record and its hold (None: the call never held money, e.g. an inbound
+    call at zero balance)."""
+
+    record: UsageRecord
+    hold: store.HoldRow | None
+
+    @property
+    def reserved_micros(self) -> int:
+        return self.hold.amount_micros if self.hold and self.hold.status == "open" else 0
+
+
 class CallService:
     def __init__(
         self,
@@ -255,18 +268,20 @@ class CallService:
 
         return self.ledger.run_command(account_id, None, None, CallResult, command)
 
-    def get(self, account_id: str, call_sid: str) -> UsageRecord:
+    def get(self, account_id: str, call_sid: str) -> CallView:
         with self.db.read() as conn:
             record = usage_store.find_record(conn, account_id, "voice", call_sid)
-        if record is None:
-            raise NotFound("call_not_found", f"no call {call_sid!r}")
-        return record
+            if record is None:
+                raise NotFound("call_not_found", f"no call {call_sid!r}")
+            return CallView(record, store.find_hold(conn, account_id, call_sid))
 
-    def list(self, account_id: str, limit: int, before_id: int | None) -> list[UsageRecord]:
+    def list(self, account_id: str, limit: int, before_id: int | None) -> list[CallView]:
         with self.db.read() as conn:
             if store.read_account_state(conn, account_id) is None:
                 raise NotFound("account_not_found", f"no account {account_id!r}")
-            return usage_store.list_records(conn, account_id, "voice", limit, before_id)
+            records = usage_store.list_records(conn, account_id, "voice", limit, before_id)
+            held = store.holds_of(conn, account_id, [r.natural_id for r in records])
+        return [CallView(r, held.get(r.natural_id)) for r in records]
 
     @staticmethod
     def _record(cmd: Command, call_sid: str) -> UsageRecord:

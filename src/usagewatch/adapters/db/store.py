@@ -644,6 +644,16 @@ def find_hold(conn: Connection, account_id: str, reference: str) -> HoldRow | No
     return HoldRow(*row) if row is not None else None
 
 
+def holds_of(conn: Connection, account_id: str, references: list[str]) -> dict[str, HoldRow]:
+    """The holds of these references (call sids), by reference; one query."""
+    if not references:
+        return {}
+    query = sa.select(*holds.c).where(
+        holds.c.account_id == account_id, holds.c.reference.in_(references)
+    )
+    return {row.reference: HoldRow(*row) for row in conn.execute(query)}
+
+
 def insert_hold(conn: Connection, hold: HoldRow) -> None:
     _insert_hold.run(conn, {name: getattr(hold, name) for name in _HOLD_NAMES})
 

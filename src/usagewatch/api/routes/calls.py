@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from usagewatch.adapters.db.usage_store import UsageRecord
 from usagewatch.api.auth import READ, allow, container
 from usagewatch.api.pagination import (
     after_param,
@@ -18,7 +19,7 @@ from usagewatch.api.pagination import (
 from usagewatch.api.schemas import MoneyOut, Strict, instant, money
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal, Role
-from usagewatch.service.calls import CallResult
+from usagewatch.service.calls import CallResult, CallView
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["calls"])
 PLATFORM = frozenset({Role.PLATFORM})
@@ -70,6 +71,16 @@ class CallOut(BaseModel):
     price: MoneyOut
     started_at: str
     updated_at: str
+    reserved_amount: MoneyOut = Field(description="what the call's hold reserves now")
+    hold_status: Literal["open", "captured", "released", "expired"] | None = Field(
+        description="open while the call may run on what it holds; expired when no end "
+        "arrived in time (the money went back; a late end is still charged, once); null "
+        "when the call held nothing (an inbound call at zero balance)"
+    )
+    hold_expires_at: str | None = Field(
+        description="while the hold is open: when it lapses without an extend or an end "
+        "(the reservation window plus the grace period)"
+    )
 
 
 def _authorization_out(result: CallResult) -> CallAuthorizationOut:
@@ -162,7 +173,8 @@ async def end_call(
     )
 
 
-def _call_out(r: UsageRecord) -> CallOut:
+def _call_out(view: CallView) -> CallOut:
+    r, hold = view.record, view.hold
     return CallOut(
         call_sid=r.natural_id,
         direction=r.sub_type,
@@ -176,6 +188,9 @@ def _call_out(r: UsageRecord) -> CallOut:
         price=money(r.price_micros),
         started_at=instant(r.occurred_at_us) or "",
         updated_at=instant(r.updated_at_us) or "",
+        reserved_amount=money(view.reserved_micros),
+        hold_status=hold.status if hold else None,
+        hold_expires_at=instant(hold.expires_at_us) if hold and hold.status == "open" else None,
     )
 
 
@@ -198,5 +213,5 @@ def list_calls(
     c: Container = Depends(container),
 ) -> dict[str, object]:
     found = c.calls.list(account_id, fetch_size(limit), decode_int_cursor(after))
-    records, cursor = page(found, limit, lambda r: r.id or 0)
+    records, cursor = page(found, limit, lambda v: v.record.id or 0)
     return {"data": [_call_out(r) for r in records], "next_cursor": cursor}
