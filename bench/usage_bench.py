@@ -21,6 +21,10 @@ at a time as fast as answers come back (closed loop).
    returns a constant JSON body (`python bench/usage_bench.py --serve-bare PORT`).
    ratio = ours / baseline; the target is >= 0.3. Ours and the baseline alternate (baseline,
    ours, ours, baseline; half the time each) so drift in machine load cancels.
+   Then 4 clients on 4 accounts, one each (SPREAD_ACCOUNTS): the commands of one account
+   queue behind its balance row's lock, those of different accounts do not, so this row
+   shows what that lock costs; a platform serves many accounts at once. The target is
+   judged on the one-account rows.
 2. Call lifecycles per second at 4 clients: authorize (`POST …/calls`, holds the first
    window) then end (`POST …/calls/{sid}/end`, completed, 45 s: one pulse captured, the rest
    released). Baseline: the same two requests to the bare endpoint.
@@ -63,7 +67,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +86,9 @@ TARGET_RATIO = 0.3
 ACCOUNT = "bench"
 START_CREDIT = "100000000.00"
 SMS_CLIENTS = (1, 4)
+# Four clients on four accounts, one each: what one account's lock does not serialize.
+SPREAD_ACCOUNTS = 4
+SPREAD_WHAT = f"SMS charges, {SPREAD_ACCOUNTS} accounts"
 CALL_CLIENTS = 4
 CALL_SECONDS = 45  # one 60 s pulse
 WARMUP_SECONDS = 0.5
@@ -302,12 +309,16 @@ class Clients:
             if not mine.poll(120) or mine.recv() != "ready":
                 raise RuntimeError(f"client process {proc.pid} did not start")
 
-    def run(self, op: str, target: Target, tag: str, seconds: float, n: int) -> tuple[int, float]:
-        """The first n clients run `op` at once; returns (operations done, per second)."""
+    def run(
+        self, op: str, target: Target | list[Target], tag: str, seconds: float, n: int
+    ) -> tuple[int, float]:
+        """The first n clients run `op` at once, client i against target i (round robin
+        over a list); returns (operations done, per second)."""
+        targets = target if isinstance(target, list) else [target]
         start_at = time.time() + 0.2
         busy = self._procs[:n]
         for i, (_proc, conn) in enumerate(busy):
-            conn.send((op, target, f"{tag}-c{i}", start_at, seconds))
+            conn.send((op, targets[i % len(targets)], f"{tag}-c{i}", start_at, seconds))
         results = []
         for _proc, conn in busy:
             status, payload = conn.recv()
@@ -401,13 +412,13 @@ def describe(url: str) -> str:
         db.dispose()
 
 
-def setup_account(base: str) -> str:
-    """The bench account with plenty of money and a platform key; returns the key's token."""
+def setup_account(base: str, account: str = ACCOUNT) -> str:
+    """A bench account with plenty of money and a platform key; returns the key's token."""
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as c:
-        _check(c.post("/v1/accounts", json={"id": ACCOUNT, "name": "Bench"}))
+        _check(c.post("/v1/accounts", json={"id": account, "name": "Bench"}))
         credit = {"type": "paid", "amount": START_CREDIT}
-        _check(c.post(f"/v1/accounts/{ACCOUNT}/credits", json=credit))
-        key = c.post(f"/v1/accounts/{ACCOUNT}/api-keys", json={"role": "platform"})
+        _check(c.post(f"/v1/accounts/{account}/credits", json=credit))
+        key = c.post(f"/v1/accounts/{account}/api-keys", json={"role": "platform"})
         _check(key)
         return str(key.json()["token"])
 
@@ -465,23 +476,24 @@ def measure_rate(
     op: str,
     n: int,
     pool: Clients,
-    servers: dict[str, tuple[Server, Target]],
+    servers: Mapping[str, tuple[Server, Target | list[Target]]],
     tally: Tally,
     seconds: float,
     log: Callable[[str], None],
 ) -> Rate:
+    slug = what.replace(" ", "").replace(",", "-")  # unique sids per measure: no replays
     rates: dict[str, list[float]] = {"ours": [], "baseline": []}
     cpu: dict[str, list[float]] = {"ours": [], "baseline": []}
     database_ms: list[float] = []  # of ours (nan on SQLite)
     for kind in ("baseline", "ours"):  # warm connections, caches and the database
         server, target = servers[kind]
-        done, _ = pool.run(op, target, f"{engine}-{op}-{n}-warm-{kind}", WARMUP_SECONDS, n)
+        done, _ = pool.run(op, target, f"{engine}-{slug}-{n}-warm-{kind}", WARMUP_SECONDS, n)
         if kind == "ours":
             tally.add(op, done)
     for step, kind in enumerate(["baseline", "ours", "ours", "baseline"]):
         server, target = servers[kind]
         before, database_before = server.cpu(), database_cpu(engine)
-        done, rate = pool.run(op, target, f"{engine}-{op}-{n}-{step}", seconds / 2, n)
+        done, rate = pool.run(op, target, f"{engine}-{slug}-{n}-{step}", seconds / 2, n)
         used = server.cpu() - before
         if kind == "ours":
             tally.add(op, done)
@@ -605,11 +617,16 @@ def run_engine(
         notes.append(describe(url))
         log(f"  {notes[-1]}")
         token = setup_account(ours.base)
-        servers = {
-            "ours": (ours, Target(ours.base, token)),
+        target = Target(ours.base, token)
+        servers: dict[str, tuple[Server, Target]] = {
+            "ours": (ours, target),
             "baseline": (bare, Target(bare.base, "unused")),
         }
-        done, _ = pool.run("sms", servers["ours"][1], f"{engine}-history", HISTORY_SECONDS, 4)
+        spread = [target] + [
+            Target(ours.base, setup_account(ours.base, f"{ACCOUNT}-{i}"), f"{ACCOUNT}-{i}")
+            for i in range(2, SPREAD_ACCOUNTS + 1)
+        ]
+        done, _ = pool.run("sms", target, f"{engine}-history", HISTORY_SECONDS, 4)
         tally.add("sms", done)
         log(f"  {engine:<10} history: {done:,} SMS charged; {take_statistics(url)}")
         for n in SMS_CLIENTS:
@@ -618,6 +635,23 @@ def run_engine(
                     engine, "SMS charges", "sms", n, pool, servers, tally, args.seconds, log
                 )
             )
+        spread_servers: dict[str, tuple[Server, Target | list[Target]]] = {
+            "ours": (ours, spread),
+            "baseline": servers["baseline"],
+        }
+        rows.append(
+            measure_rate(
+                engine,
+                SPREAD_WHAT,
+                "sms",
+                SPREAD_ACCOUNTS,
+                pool,
+                spread_servers,
+                tally,
+                args.seconds,
+                log,
+            )
+        )
         calls = measure_rate(
             engine,
             "call lifecycles",
@@ -661,7 +695,7 @@ def report(
         "|---|---|---:|---:|---:|---:|:---:|---:|---:|---:|",
     ]
     for r in rows:
-        if r.what.startswith("SMS"):
+        if r.what == "SMS charges":
             target = f"≥ {TARGET_RATIO} {'✅' if r.ratio >= TARGET_RATIO else '❌'}"
         else:
             target = "—"
