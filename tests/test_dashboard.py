@@ -56,6 +56,11 @@ def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> str:
     return csrf(client.get("/billing/usage").text)
 
 
+def test_the_address_notices_link_to_leads_to_a_page(web: TestClient) -> None:
+    answer = web.get("/billing", follow_redirects=False)  # every notice links to <url>/billing
+    assert answer.status_code == 303 and answer.headers["location"] == "/billing/usage"
+
+
 def test_pages_need_a_session(web: TestClient) -> None:
     for path in ("/billing/usage", "/billing/credits", "/settings/api-keys"):
         answer = web.get(path, follow_redirects=False)

@@ -203,6 +203,27 @@ def test_sign_in_live_balance_breakdown_and_every_page(
         sign_in(page, url)
         page.wait_for_selector("#daily-chart .main-svg")
         shot(page, f"usage-{'dark' if scheme == 'dark' else 'phone'}")
+        page.wait_for_function("document.querySelector('.live-status').textContent === 'Live.'")
+        sms = {"sms_sid": f"phone-{scheme}", "type": "transactional", "to": "+919811111111"}
+        answer = httpx.post(
+            f"{url}/v1/accounts/acme/sms",
+            headers={"Authorization": f"Bearer {platform_token}"},
+            json={**sms, "units": 1},
+        )
+        assert answer.status_code == 201, answer.text
+        # the live update (promotional credit is spent first) writes the expiry as the
+        # server does: account time, its zone
+        promo = c.queries.balance("acme").promotional_micros
+        page.wait_for_function(
+            "text => document.querySelector('[data-field=promotional_expiries] li')"
+            ".textContent === text",
+            arg=f"INR {_grouped(promo)} expires 2027-11-28 10:00 IST",
+        )
+        page.get_by_test_id("header-balance").click()  # the breakdown fits the screen
+        box = page.get_by_test_id("balance-breakdown").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+        if scheme == "light":
+            shot(page, "balance-breakdown-phone")
         context.close()
 
 

@@ -33,6 +33,7 @@ def _safe_next(value: str | None) -> str:
 
 
 @router.get("/")
+@router.get("/billing")  # the address every notice links to
 async def home() -> RedirectResponse:
     return RedirectResponse(HOME, status_code=303)
 

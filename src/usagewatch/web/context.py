@@ -91,6 +91,13 @@ def entry_label(kind: str) -> str:
     return ENTRY_LABELS[EntryKind(kind)]  # every kind has words (a test checks)
 
 
+def _zone_label(timezone: str, now: datetime) -> str:
+    """The account zone's abbreviation now ("IST"), as format_instant writes it."""
+    from zoneinfo import ZoneInfo
+
+    return now.astimezone(ZoneInfo(timezone)).tzname() or timezone
+
+
 def block_text(code: str | None) -> tuple[str, str] | None:
     """The banner's (why, what to do) for a balance's outbound_block_reason; None when
     outbound is not paused. The page carries BLOCK_REASONS for app.js, which shows the same
@@ -273,6 +280,7 @@ class Dashboard:
             balance=balance,
             block=block,
             block_reasons=BLOCK_REASONS,
+            zone_label=_zone_label(account.timezone, c.clock.now()),
             accounts=accounts,
             can_manage=session.role in ("owner", "admin"),
             **values,

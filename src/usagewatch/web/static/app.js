@@ -11,6 +11,17 @@ function groupThousands(text) {
   return (negative ? "-" : "") + grouped + (frac !== undefined ? "." + frac : "");
 }
 
+function accountTime(iso, list) {
+  // "2026-12-22 04:16 IST": the account's zone, as the server writes times on every page
+  const zone = list.dataset.zone;
+  const parts = {};
+  const format = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric",
+    month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  for (const part of format.formatToParts(new Date(iso))) parts[part.type] = part.value;
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute} ` +
+    list.dataset.zoneLabel;
+}
+
 function showBalance(balance) {
   const currency = balance.currency;
   for (const name of ["available_balance", "paid_credits", "promotional_credits",
@@ -34,7 +45,7 @@ function showBalance(balance) {
     for (const item of items) {
       const li = document.createElement("li");
       li.textContent = item
-        ? `${currency} ${groupThousands(item.amount)} expires ${new Date(item.expires_at).toLocaleString()}`
+        ? `${currency} ${groupThousands(item.amount)} expires ${accountTime(item.expires_at, list)}`
         : "No promotional credit.";
       list.append(li);
     }
