@@ -188,10 +188,12 @@ def test_the_banner_says_why_outbound_is_paused_and_what_to_do(
     assert banner(web.get("/billing/credits").text) == ""
     container.limits.put("acme", Limits(enabled=True, daily_cap=Money.parse("0.40")))
     container.usage.charge_sms("acme", "s1", "transactional", to="+919800000001", units=2)
-    assert banner(web.get("/billing/spending-limits").text) == (
+    page = web.get("/billing/spending-limits").text
+    assert banner(page) == (
         "Outbound calls and messages are paused: the daily spending cap is reached. "
         "They resume at midnight (account time), or raise the daily cap under Spending Limits."
     )
+    assert "Daily cap reached: paused until 2026-11-29 00:00 IST." in page  # account time
 
 
 def test_every_reason_outbound_can_stop_for_has_banner_words() -> None:

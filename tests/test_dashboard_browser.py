@@ -193,6 +193,9 @@ def test_sign_in_live_balance_breakdown_and_every_page(
     assert result.is_visible()
     assert "daily cap reached" in result.inner_text()  # words, not the API's code
     assert "daily_cap_reached" not in result.inner_text()
+    # money grouped with its currency; the pause's time with the account's zone
+    assert re.search(r"Actual spend\s+INR [0-9,]+\.[0-9]{2}", result.inner_text())
+    assert re.search(r"[0-9]{2}:[0-9]{2} IST · daily cap reached", result.inner_text())
     shot(page, "spending-limits-dry-run")
     context.close()
 

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from usagewatch.bootstrap import Container
-from usagewatch.domain.clock import from_micros
+from usagewatch.domain.clock import from_micros, to_micros
 from usagewatch.domain.ledger import EntryKind
 from usagewatch.domain.money import Money
 from usagewatch.web.sessions import (
@@ -155,6 +155,11 @@ def format_instant(micros: int | None, timezone: str | None = None) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def format_rfc3339(text: str, timezone: str) -> str:
+    """An API timestamp ("2026-12-07T18:30:00Z") as format_instant writes it, in the zone."""
+    return format_instant(to_micros(datetime.fromisoformat(text.replace("Z", "+00:00"))), timezone)
+
+
 @dataclass
 class Dashboard:
     """Per-app state of the dashboard: the cookie signer (built on first use, so an app that
@@ -181,6 +186,7 @@ class Dashboard:
         )
         env.filters["money"] = format_money
         env.filters["instant"] = format_instant
+        env.filters["at"] = format_rfc3339
         env.filters["grouped"] = lambda text: format_money(Money.parse(text).micros)
         env.filters["tojson_script"] = _json_for_script
         env.filters["reason"] = reason_text
