@@ -184,6 +184,9 @@ def test_sign_in_live_balance_breakdown_and_every_page(
         assert page.get_by_test_id("header-balance").is_visible()
         if name == "usage":
             page.wait_for_selector("#daily-chart .main-svg")  # plotly drew the chart
+            assert page.locator("#daily-chart .modebar-btn").count() == 0  # no tool buttons
+            title = page.locator("#daily-chart .ytitle").text_content()
+            assert title == "cost (INR)", title
         shot(page, name)
 
     page.goto(f"{url}/billing/spending-limits")

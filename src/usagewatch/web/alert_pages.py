@@ -21,6 +21,7 @@ from usagewatch.api.errors import validation_code
 from usagewatch.api.routes import alerts as alerts_api
 from usagewatch.domain import alerts as rules
 from usagewatch.domain.errors import UsageWatchError
+from usagewatch.domain.money import Money
 from usagewatch.web.auth_pages import dashboard
 from usagewatch.web.billing_pages import CHANNEL_LABELS, SERVICE_LABELS, _blank_to_none
 from usagewatch.web.context import Dashboard, Form
@@ -184,7 +185,7 @@ async def _alerts_page(
             "alerts": alerts,
             "triggered_us": triggered,
             "settings": settings,
-            "average_micros": average,
+            "average_micros": Money(average).rounded().micros if average is not None else None,
             "estimates": estimates,
         }
 
