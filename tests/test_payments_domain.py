@@ -15,6 +15,7 @@ from usagewatch.domain.payments import (
     GatewayStatus,
     Recharge,
     RechargeFacts,
+    check_chargeable,
     check_rule,
     decide,
     retry_delay_seconds,
@@ -149,3 +150,14 @@ def test_gateways_from_settings() -> None:
         gateway_from_settings("acme-pay", "succeed")
     with pytest.raises(ValueError):
         SimulatedGateway("maybe")
+
+
+@pytest.mark.parametrize(
+    ("currency", "ok", "finer"),
+    [("INR", "10.01", "10.001"), ("JPY", "100", "100.5"), ("KWD", "1.005", "1.0005")],
+)
+def test_a_card_is_charged_in_whole_minor_units(currency: str, ok: str, finer: str) -> None:
+    assert check_chargeable(Money.parse(ok), currency) == Money.parse(ok)
+    with pytest.raises(Invalid) as refused:
+        check_chargeable(Money.parse(finer), currency)
+    assert refused.value.code == "amount_finer_than_currency"

@@ -76,6 +76,8 @@ CODES: dict[str, str] = {
     "money_must_be_string": "Money must be a decimal string such as '10.50', never a number.",
     "invalid_amount": "The amount is not a plain decimal string.",
     "amount_not_positive": "The amount must be greater than zero.",
+    "amount_finer_than_currency": "An amount to charge to a card is finer than the currency's "
+    "smallest unit (INR: 0.01).",
     "amount_too_precise": "The amount has more than 6 decimal places (finer than a micro-unit).",
     "amount_negative": "A cap or budget cannot be negative (zero: nothing may be spent).",
     "too_many_alerts": "An account has at most 50 alerts.",

@@ -79,6 +79,47 @@ class AutoRechargeRule:
     max_recharges_per_day: int = RECHARGES_PER_DAY_DEFAULT  # account-local day
 
 
+# ISO 4217 minor units of the currencies that do not use two decimals (the rest use two).
+_MINOR_UNITS = {
+    **dict.fromkeys(
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
+        0,
+    ),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+}
+
+
+def check_chargeable(amount: Money, currency: str, field: str = "amount") -> Money:
+    """A card is charged in whole minor units of its currency (INR: paise): an amount to
+    charge that is finer is refused, not rounded (balances and prices may be finer)."""
+    step = 10 ** (6 - _MINOR_UNITS.get(currency, 2))
+    if amount.micros % step:
+        raise Invalid(
+            "amount_finer_than_currency",
+            f"{currency} is charged in steps of {Money(step).format()}; {amount.format()} is finer",
+            field,
+        )
+    return amount
+
+
 def check_rule(rule: AutoRechargeRule) -> AutoRechargeRule:
     """422 for a rule that makes no sense; returns it unchanged."""
     if not rule.threshold.is_positive():

@@ -46,6 +46,7 @@ from usagewatch.domain.payments import (
     PaymentStatus,
     Recharge,
     RechargeFacts,
+    check_chargeable,
     check_rule,
     decide,
     retry_delay_seconds,
@@ -129,6 +130,7 @@ class PaymentService:
                         "this idempotency key was already used with a different request",
                     )
                 return existing
+            check_chargeable(amount, cmd.state.currency)
             # The request itself makes the first gateway call: the job retries only if it
             # has not answered by the first back-off.
             return self._insert(cmd, PaymentKind.MANUAL, amount, 1, request_key, print_)
@@ -297,6 +299,7 @@ class PaymentService:
         check_rule(rule)
 
         def body(cmd: Command) -> RuleView:
+            check_chargeable(rule.amount, cmd.state.currency)
             payments_store.write_rule(cmd.conn, cmd.state.account_id, rule, cmd.now_us)
             row = payments_store.read_rule(cmd.conn, cmd.state.account_id)
             assert row is not None
