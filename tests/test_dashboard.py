@@ -230,6 +230,27 @@ def test_every_journal_entry_type_has_words() -> None:
     assert set(ENTRY_LABELS) == set(EntryKind)
 
 
+def test_monthly_statements_are_listed_and_downloaded_on_the_usage_page(
+    web: TestClient, container: Container
+) -> None:
+    sign_in(web, "viewer@acme.example")
+    assert "No statement yet" in web.get("/billing/usage").text
+    container.ledger.add_credit("acme", LotKind.PAID, Money.parse("10.00"))
+    container.usage.charge_sms("acme", "nov-1", "transactional", to="+919800000001", units=3)
+    december = datetime(2026, 11, 30, 18, 30, tzinfo=UTC)  # 2026-12-01 00:00 in Kolkata
+    container.scheduler.advance(int((december - container.clock.now()).total_seconds()) + 60)
+    page = web.get("/billing/usage").text
+    table = page[page.index('data-testid="statements"') :]
+    assert "2026-11" in table and "INR 0.60" in table
+    [statement_id] = re.findall(r'href="/dashboard/statements/([^/"]+)/csv"', table)
+    csv_file = web.get(f"/dashboard/statements/{statement_id}/csv")
+    assert csv_file.status_code == 200 and "nov-1" in csv_file.text
+    pdf = web.get(f"/dashboard/statements/{statement_id}/pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    web.cookies.clear()
+    assert web.get(f"/dashboard/statements/{statement_id}/csv").status_code == 401
+
+
 def test_form_errors_are_shown_not_raised(web: TestClient) -> None:
     token = sign_in(web, "owner@acme.example")
     answer = web.post("/billing/spending-limits", data={"csrf_token": token, "daily_cap": "-5"})

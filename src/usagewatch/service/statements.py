@@ -174,10 +174,9 @@ class StatementService:
             )
             message = (
                 f"The usage statement of account {account_id} for {month} is ready: "
-                f"{records:,} records, {info.currency} {Money(total).display()} in all. The CSV "
-                "and the "
-                f"PDF are attached to the email, and in the dashboard: {self.public_url}"
-                f"/billing/usage (statements: GET /v1/accounts/{account_id}/statements)."
+                f"{records:,} records, {info.currency} {Money(total).display()} in all. "
+                f"Download its CSV or PDF in the dashboard: {self.public_url}/billing/usage. "
+                "An email notice carries both as attachments."
             )
             data = {
                 "statement_id": view.id,

@@ -127,6 +127,7 @@ def _usage_data(d: Dashboard, account_id: str, period: Any, svc: str | None) -> 
         "breakdown": c.reports.services(account_id, period),
         "consumers": c.reports.top_consumers(account_id, period, 10),
         "trend": c.reports.trend(account_id, 6),
+        "statements": c.statements.list(account_id, 12, None),
     }
 
 
@@ -143,6 +144,21 @@ async def export_usage(request: Request) -> Response:
         _blank_to_none(q.get("to")),
         _blank_to_none(q.get("service")),
         _blank_to_none(q.get("format")),
+        _principal(session),
+        d.c,
+    )
+
+
+@router.get("/dashboard/statements/{statement_id}/{fmt}")
+async def statement_file(request: Request, statement_id: str, fmt: str) -> Response:
+    """A monthly statement's CSV or PDF: the API's, authenticated by the session."""
+    d = dashboard(request)
+    session = await d.signed_in(request)
+    return await run_in_threadpool(
+        reports_api.statement_file,
+        session.account_id or "",
+        statement_id,
+        fmt,
         _principal(session),
         d.c,
     )
