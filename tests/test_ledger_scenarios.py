@@ -467,6 +467,26 @@ def test_expired_promotional_credit_is_never_spent_even_before_the_sweeper_runs(
     assert acct.figures() == ("9.00", "9.00", "0.00", "0.00")
 
 
+def test_a_forfeit_noticed_late_is_stamped_with_the_expiry_instant(acct: Account) -> None:
+    """The server was down over the expiry: the next command forfeits, and the entry says
+    when the credit expired (and its account-local day), not when it was noticed."""
+    acct.run(
+        [
+            (("credit paid", "10.00"),             "10.00", "10.00", "0.00", "0.00"),
+            (("credit promo", "5.00", "+1h"),      "15.00", "10.00", "5.00", "0.00"),
+        ]
+    )  # fmt: skip
+    assert acct.c.test_clock is not None
+    acct.c.test_clock.set(START + timedelta(days=3))  # no sweeper ran meanwhile
+    acct.do(("debit", "sms1", "1.00"))
+    (forfeit,) = acct.forfeits()
+    assert from_micros(forfeit.created_at_us) == START + timedelta(hours=1)
+    assert forfeit.local_date == "2026-11-28"  # 11:00 in Kolkata, the day it expired
+    debit = acct.c.queries.ledger_page(acct.id, 1, None)[0]
+    assert from_micros(debit.created_at_us) == START + timedelta(days=3)  # the rest: now
+    assert acct.figures() == ("9.00", "9.00", "0.00", "0.00")
+
+
 def test_reading_the_balance_after_expiry_shows_the_forfeit(acct: Account) -> None:
     acct.do(("credit promo", "5.00", "+1h"))
     assert acct.c.test_clock is not None

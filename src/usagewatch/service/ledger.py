@@ -155,19 +155,25 @@ class Command:
     def available_after(self, postings: list[Posting]) -> int:
         return self.state.available_micros + sum(p.available_delta.micros for p in postings)
 
-    def post_forfeit(self, posting: Posting) -> None:
+    def post_forfeit(self, posting: Posting, at_expiry: bool = False) -> None:
+        """Journal a forfeit. `at_expiry`: the lot expired before this command (nothing ran
+        at the instant): the entry is stamped with the expiry instant and its local day."""
         assert posting.kind is EntryKind.PROMOTIONAL_EXPIRED and len(posting.movements) == 1
         movement = posting.movements[0]
         lot = self.book.lots[movement.lot_id]
         remaining_before = lot.remaining - movement.remaining_delta
         key = f"expire:{lot.id}:{remaining_before.micros}"
+        when = lot.expires_at if at_expiry else None
         self.post(
             posting,
             store.EntryMeta(
                 idempotency_key=key,
-                local_date=self.today,
+                local_date=(
+                    local_date(when, self.state.timezone).isoformat() if when else self.today
+                ),
                 lot_id=lot.id,
                 description="promotional credit expired",
+                created_at_us=to_micros(when) if when else None,
             ),
         )
 
@@ -175,7 +181,7 @@ class Command:
         due = self.state.next_expiry_at_us
         if due is not None and due <= self.now_us:
             for posting in self.book.expire_lots(self.now):
-                self.post_forfeit(posting)
+                self.post_forfeit(posting, at_expiry=True)
             # Every posting recomputes the hint from the book, so it is exact: past it now.
             after = self.state.next_expiry_at_us
             assert after is None or after > self.now_us, "an expired lot was not forfeited"

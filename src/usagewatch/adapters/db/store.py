@@ -323,6 +323,9 @@ class EntryMeta:
     description: str | None = None
     fingerprint: str | None = None
     result_json: str | None = None
+    # when the entry took effect, if before the command that writes it (a forfeit noticed
+    # after its lot's expiry); None: now
+    created_at_us: int | None = None
 
 
 def apply_posting(
@@ -378,7 +381,7 @@ def apply_posting(
         "request_fingerprint": meta.fingerprint,
         "result_json": meta.result_json,
         "local_date": meta.local_date,
-        "created_at_us": now_us,
+        "created_at_us": meta.created_at_us if meta.created_at_us is not None else now_us,
     }
     charge = (
         -posting.amount.micros
