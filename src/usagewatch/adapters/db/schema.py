@@ -76,6 +76,12 @@ balances = sa.Table(
     sa.CheckConstraint("reserved_micros >= 0", name="reserved_not_negative"),
     sa.CheckConstraint("overdraft_micros >= 0", name="overdraft_not_negative"),
     sa.CheckConstraint("paid_micros >= -overdraft_micros", name="paid_floor"),
+    # what holds reserve is held on the lots: never more than the credit (paid goes below
+    # zero only by the overdraft)
+    sa.CheckConstraint(
+        "reserved_micros <= paid_micros + overdraft_micros + promotional_micros",
+        name="reserved_on_credit",
+    ),
     sa.CheckConstraint(
         f"paid_micros + promotional_micros <= {BALANCE_MICROS_MAX}", name="balance_max"
     ),
@@ -176,6 +182,23 @@ journal_entries = sa.Table(
 )
 sa.Index("ix_journal_entries_account", journal_entries.c.account_id, journal_entries.c.id)
 sa.Index("ix_journal_entries_hold", journal_entries.c.hold_id)
+# A hold closes once: one capture, release or expiry; and at most one late capture (after
+# its expiry).
+_HOLD_CLOSED = "kind IN ('capture', 'release', 'hold_expired')"
+sa.Index(
+    "uq_journal_entries_hold_closed",
+    journal_entries.c.hold_id,
+    unique=True,
+    sqlite_where=sa.text(_HOLD_CLOSED),
+    postgresql_where=sa.text(_HOLD_CLOSED),
+)
+sa.Index(
+    "uq_journal_entries_hold_late_capture",
+    journal_entries.c.hold_id,
+    unique=True,
+    sqlite_where=sa.text("kind = 'late_capture'"),
+    postgresql_where=sa.text("kind = 'late_capture'"),
+)
 
 journal_movements = sa.Table(
     "journal_movements",
