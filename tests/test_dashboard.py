@@ -429,6 +429,15 @@ def test_alert_form_errors_are_shown_next_to_their_field(
     assert container.alerts.all("acme") == []
 
 
+def test_every_field_at_fault_is_shown_in_words(web: TestClient, container: Container) -> None:
+    token = sign_in(web, "owner@acme.example")
+    answer = web.post("/billing/alerts", data=alert_form(token, name="", channels=[]))
+    assert answer.status_code == 422
+    assert field_error(answer.text, "name") == "Enter a value. (validation_error)"
+    assert "(validation_error)" in field_error(answer.text, "channels")  # both at once
+    assert "String should have" not in answer.text
+
+
 def test_one_click_adds_the_recommended_levels(web: TestClient, container: Container) -> None:
     token = sign_in(web, "owner@acme.example")
     container.alerts.put_settings("acme", ["billing@acme.example"], [], None)

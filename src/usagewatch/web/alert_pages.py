@@ -64,19 +64,42 @@ def problem(exc: Exception) -> tuple[str, str, str | None]:
     raise exc
 
 
+# Pydantic's wording for a form's commonest slips, in words for people.
+PLAIN = {
+    "string_too_short": "Enter a value.",
+    "missing": "Enter a value.",
+    "string_too_long": "Too long: at most {max_length} characters.",
+    "int_parsing": "Enter a whole number.",
+    "int_type": "Enter a whole number.",
+}
+
+
 def field_errors(exc: Exception, aliases: dict[str, str] | None = None) -> dict[str, str]:
-    """{form field: "message (code)"}; an error without a field goes under "form"."""
+    """{form field: "message (code)"}, the first problem of every field at fault (a
+    validation error lists them all); an error without a field goes under "form"."""
+    if isinstance(exc, ValidationError):
+        found: dict[str, str] = {}
+        for error in exc.errors():
+            code, message = validation_code(error)
+            plain = PLAIN.get(str(error.get("type", "")))
+            if plain is not None:
+                message = plain.format(**(error.get("ctx") or {}))
+            where = ".".join(str(part) for part in error.get("loc", ())) or None
+            found.setdefault(_form_field(where, aliases), f"{message} ({code})")
+        return found
     code, message, where = problem(exc)
-    aliases = aliases or FIELD_OF
-    name = "form"
-    if where:
-        # "recipients.phones.1" -> "recipients.phones" -> "phones"; "channels.0" -> "channels"
-        parts = where.split(".")
-        while parts and parts[-1].isdigit():
-            parts.pop()
-        key = ".".join(parts)
-        name = aliases.get(key, key)
-    return {name: f"{message} ({code})"}
+    return {_form_field(where, aliases): f"{message} ({code})"}
+
+
+def _form_field(where: str | None, aliases: dict[str, str] | None) -> str:
+    if not where:
+        return "form"
+    # "recipients.phones.1" -> "recipients.phones" -> "phones"; "channels.0" -> "channels"
+    parts = where.split(".")
+    while parts and parts[-1].isdigit():
+        parts.pop()
+    key = ".".join(parts)
+    return (aliases or FIELD_OF).get(key, key)
 
 
 def split_list(text: str | None) -> list[str]:
