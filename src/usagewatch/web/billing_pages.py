@@ -114,7 +114,6 @@ def _usage_data(d: Dashboard, account_id: str, period: Any, svc: str | None) -> 
         series.setdefault(row.service, ["0"] * len(dates))
         series[row.service][dates.index(row.date)] = Money(row.cost_micros).format()
     chart = {
-        "currency": c.accounts.get_account(account_id).currency,
         "dates": dates,
         "series": [
             {"service": s, "label": SERVICE_LABELS[s], "costs": series[s]}

@@ -171,7 +171,7 @@ function drawChart() {
     barmode: "stack", paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
     font: { color: ink, family: "system-ui, sans-serif" }, margin: { l: 56, r: 8, t: 8, b: 40 },
     legend: { orientation: "h", y: -0.15 }, xaxis: { gridcolor: grid, type: "date" },
-    yaxis: { gridcolor: grid, title: { text: `cost (${data.currency})` }, rangemode: "tozero" }, height: 360,
+    yaxis: { gridcolor: grid, title: { text: `cost (${target.dataset.currency})` }, rangemode: "tozero" }, height: 360,
   };
   // No mode bar: its ten tool buttons sit in the tab order with a focus ring hard to see,
   // cover the bars on a phone, and "share" needs a server this page does not have.
