@@ -159,8 +159,22 @@ def test_top_consumers_and_trend(client: TestClient, viewer: dict[str, str]) -> 
     ]
     trend = get(client, "/reports/trend", viewer, months=2).json()["data"]
     assert trend == [
-        {"month": "2026-10", "cost": "0.00", "change_percent": None},
-        {"month": "2026-11", "cost": TOTAL, "change_percent": None},
+        {
+            "month": "2026-10",
+            "cost": "0.00",
+            "change_percent": None,
+            "through": "2026-10-31",
+            "month_to_date": False,
+            "change_percent_same_days": None,
+        },
+        {
+            "month": "2026-11",
+            "cost": TOTAL,
+            "change_percent": None,
+            "through": "2026-11-28",
+            "month_to_date": True,
+            "change_percent_same_days": None,
+        },
     ]
 
 
@@ -176,8 +190,46 @@ def test_trend_change_in_percent(
         headers=_key(client, "platform"),
     )
     trend = get(client, "/reports/trend", viewer, months=1).json()["data"]
-    # (1700.15 - 1702.65) / 1702.65 = -0.1468...%
-    assert trend == [{"month": "2026-12", "cost": "1700.15", "change_percent": "-0.15"}]
+    # (1700.15 - 1702.65) / 1702.65 = -0.1468...%; nothing was used on 1 November
+    assert trend == [
+        {
+            "month": "2026-12",
+            "cost": "1700.15",
+            "change_percent": "-0.15",
+            "through": "2026-12-01",
+            "month_to_date": True,
+            "change_percent_same_days": None,
+        }
+    ]
+
+
+def test_trend_month_to_date_against_the_same_days(
+    client: TestClient, viewer: dict[str, str], container: Container
+) -> None:
+    """On 1 December the month so far is compared with 1 November, not all of November."""
+    assert container.test_clock is not None
+    container.scheduler.advance(int((DECEMBER_IST - container.clock.now()).total_seconds()) + 60)
+    platform = _key(client, "platform")
+    early = {  # an SMS of 1 November, reported late by batch: 0.15 on that day
+        "kind": "sms",
+        "sms_sid": "N1",
+        "type": "service",
+        "to": "+919800000001",
+        "units": 1,
+        "occurred_at": "2026-11-01T06:00:00Z",
+    }
+    response = client.post(f"{BASE}/usage/batch", json={"events": [early]}, headers=platform)
+    assert response.json()["results"][0]["status"] == "applied", response.text
+    trend = get(client, "/reports/trend", viewer, months=2).json()["data"]
+    assert [(t["month"], t["cost"], t["through"], t["month_to_date"]) for t in trend] == [
+        ("2026-11", "1702.80", "2026-11-30", False),
+        ("2026-12", "1700.00", "2026-12-01", True),
+    ]
+    # whole November: (1700.00 - 1702.80) / 1702.80; 1 December against 1 November:
+    # (1700.00 - 0.15) / 0.15
+    assert trend[1]["change_percent"] == "-0.16"
+    assert trend[1]["change_percent_same_days"] == "1133233.33"
+    assert trend[0]["change_percent_same_days"] is None
 
 
 def _csv(client: TestClient, headers: dict[str, str], **params: Any) -> list[dict[str, str]]:

@@ -14,6 +14,7 @@ integer micro-units until the API formats it.
 
 from __future__ import annotations
 
+import calendar
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -192,6 +193,12 @@ class TrendRow:
     month: str
     cost_micros: int
     change_percent: str | None  # against the month before; None when that month cost 0
+    through: str  # the last local date counted: the month's last day, or today
+    month_to_date: bool = False  # the current month, so far
+    # The month to date against the same days of the month before (1 to `through`'s day,
+    # or to that month's end when it is shorter); None for whole months, or when those
+    # days cost nothing.
+    change_percent_same_days: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +231,11 @@ _monthly = (
         ds.local_date <= sa.bindparam("last"),
     )
     .group_by("month")
+)
+_period_cost = sa.select(sa.func.coalesce(sa.func.sum(ds.cost_micros), 0)).where(
+    ds.account_id == sa.bindparam("account"),
+    ds.local_date >= sa.bindparam("first"),
+    ds.local_date <= sa.bindparam("last"),
 )
 _SUM_NAMES = ("records", "quantity", "duration_seconds", "cost_micros", "delivered")
 
@@ -317,10 +329,39 @@ class ReportService:
                     {"account": account_id, "first": first.isoformat(), "last": today.isoformat()},
                 )
             }
+            # the same days of the month before the current one, for a like-for-like change
+            before = date.fromisoformat(keys[-2] + "-01")
+            same_days_end = before.replace(day=min(today.day, _month_days(before)))
+            same_days = int(
+                conn.execute(
+                    _period_cost,
+                    {
+                        "account": account_id,
+                        "first": before.isoformat(),
+                        "last": same_days_end.isoformat(),
+                    },
+                ).scalar_one()
+            )
         rows: list[TrendRow] = []
-        for before, month in itertools.pairwise(keys):
-            cost, prior = totals.get(month, 0), totals.get(before, 0)
-            rows.append(TrendRow(month, cost, ratio(cost - prior, prior, 100)))
+        for before_key, month in itertools.pairwise(keys):
+            cost, prior = totals.get(month, 0), totals.get(before_key, 0)
+            if month == keys[-1]:
+                rows.append(
+                    TrendRow(
+                        month,
+                        cost,
+                        ratio(cost - prior, prior, 100),
+                        today.isoformat(),
+                        month_to_date=True,
+                        change_percent_same_days=ratio(cost - same_days, same_days, 100),
+                    )
+                )
+            else:
+                first_day = date.fromisoformat(month + "-01")
+                last_day = first_day.replace(day=_month_days(first_day))
+                rows.append(
+                    TrendRow(month, cost, ratio(cost - prior, prior, 100), last_day.isoformat())
+                )
         return rows
 
 
@@ -448,6 +489,10 @@ def _active(conn: Connection, info: AccountInfo, period: Period, kind: str) -> i
             )
         ).scalar_one()
     )
+
+
+def _month_days(first: date) -> int:
+    return calendar.monthrange(first.year, first.month)[1]
 
 
 def _months_back(today: date, count: int) -> list[str]:

@@ -178,7 +178,11 @@ def top_consumers_report(
     summary="Month over month",
     description="The last `months` (1-24, default 6) account-local calendar months, the "
     "current one so far included, oldest first; `change_percent` against the month before "
-    "(exact decimal, 2 places, half-even; null when the month before cost nothing).",
+    "(exact decimal, 2 places, half-even; null when the month before cost nothing). "
+    "`through` is the last local date counted (the month's last day, or today); the current "
+    "month has `month_to_date: true` and `change_percent_same_days`: against the same days "
+    "of the month before (the 1st to `through`'s day, or to that month's end when it is "
+    "shorter; null when those days cost nothing, and on whole months).",
 )
 def trend_report(
     account_id: str,
@@ -189,7 +193,14 @@ def trend_report(
     rows = c.reports.trend(account_id, months)
     return {
         "data": [
-            {"month": r.month, "cost": money(r.cost_micros), "change_percent": r.change_percent}
+            {
+                "month": r.month,
+                "cost": money(r.cost_micros),
+                "change_percent": r.change_percent,
+                "through": r.through,
+                "month_to_date": r.month_to_date,
+                "change_percent_same_days": r.change_percent_same_days,
+            }
             for r in rows
         ]
     }
