@@ -251,6 +251,42 @@ def test_monthly_statements_are_listed_and_downloaded_on_the_usage_page(
     assert web.get(f"/dashboard/statements/{statement_id}/csv").status_code == 401
 
 
+def test_the_trend_names_the_month_to_date_and_starts_with_the_first_usage(
+    web: TestClient, container: Container
+) -> None:
+    def trend_rows() -> list[list[str]]:
+        page = web.get("/billing/usage").text
+        table = page[page.index('data-testid="trend"') :]
+        table = table[: table.index("</table>")]
+        rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)[1:]  # after the header
+        return [
+            [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in cells[:3]]
+            for cells in (re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows)
+        ]
+
+    sign_in(web, "viewer@acme.example")
+    # no usage yet: only the current month, not five empty months before the account
+    assert trend_rows() == [["November 2026 1\u201328 Nov, month to date", "0.00", "—"]]
+    container.ledger.add_credit("acme", LotKind.PAID, Money.parse("10.00"))
+    container.usage.charge_sms("acme", "nov-1", "transactional", to="+919800000001", units=3)
+    december = datetime(2026, 12, 27, 18, 30, tzinfo=UTC)  # 2026-12-28 00:00 in Kolkata
+    container.scheduler.advance(int((december - container.clock.now()).total_seconds()) + 60)
+    container.usage.charge_sms("acme", "dec-1", "transactional", to="+919800000001", units=1)
+    # 1-28 December (0.20) against 1-28 November (0.60), not against all of November
+    assert trend_rows() == [
+        ["November 2026", "0.60", "—"],
+        ["December 2026 1\u201328 Dec, month to date", "0.20", "-66.67% vs 1\u201328 Nov"],
+    ]
+    # the chart's figures as a table, for a screen reader or exact amounts
+    page = web.get("/billing/usage?from=2026-11-01&to=2026-12-31").text
+    table = page[page.index('data-testid="daily-table"') :]
+    table = table[: table.index("</table>")]
+    assert re.findall(r'<th scope="row">([^<]+)</th><td class="num">([^<]+)</td>', table) == [
+        ("2026-11-28", "0.60"),
+        ("2026-12-28", "0.20"),
+    ]
+
+
 def test_form_errors_are_shown_not_raised(web: TestClient) -> None:
     token = sign_in(web, "owner@acme.example")
     answer = web.post("/billing/spending-limits", data={"csrf_token": token, "daily_cap": "-5"})
@@ -376,7 +412,7 @@ def test_add_alert_through_the_form_and_read_it_through_the_api(
     assert alert.threshold_percent_bp == 3000 and alert.channels == ["dashboard", "email"]
     assert alert.recipients["emails"] == ["billing@acme.example", "ops@acme.example"]
     listed = web.get("/billing/alerts").text
-    assert "Month&#39;s SMS" in listed and "Every 24 hours" in listed and "armed" in listed
+    assert "Month&#39;s SMS" in listed and "Every 24 hours" in listed and "Watching" in listed
     assert "30% of avg. monthly usage" in listed
 
     # edit: the threshold becomes an amount; then delete
@@ -616,3 +652,33 @@ def test_notifications_show_each_delivery_and_its_attempts(
     )
     # the dashboard copy is this inbox itself: no attempts to count; the email's are counted
     assert page.text.count("in this inbox") == 1 and " attempt" in page.text
+
+
+def test_the_alerts_list_says_what_each_state_means(web: TestClient, container: Container) -> None:
+    sign_in(web, "viewer@acme.example")
+    container.alerts.create(
+        "acme",
+        AlertSpec(name="Floor", type="low_balance", channels=["dashboard"], threshold=Money(10)),
+    )  # the balance is zero: it has fired
+    container.alerts.create(
+        "acme",
+        AlertSpec(
+            name="Busy day",
+            type="usage",
+            period="day",
+            channels=["dashboard"],
+            threshold=Money.parse("50.00"),
+        ),
+    )
+    rows = {
+        name: " ".join(re.sub(r"<[^>]+>", " ", state).split())
+        for name, state in re.findall(
+            r'<strong>([^<]+)</strong>.*?<td data-label="State">(.*?)</td>',
+            web.get("/billing/alerts").text,
+            re.S,
+        )
+    }
+    assert rows == {
+        "Floor": "Sent watches again once the balance recovers",
+        "Busy day": "Watching notifies when usage reaches the threshold",
+    }

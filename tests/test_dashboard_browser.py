@@ -178,6 +178,10 @@ def test_sign_in_live_balance_breakdown_and_every_page(
     shot(page, "balance-breakdown")
     page.keyboard.press("Escape")
     assert not breakdown.is_visible()
+    header.click()
+    assert breakdown.is_visible()
+    page.keyboard.press("Tab")  # focus leaves the balance (to Sign out): the panel closes
+    assert not breakdown.is_visible()
 
     for name, path in PAGES.items():
         page.goto(f"{url}{path}")
@@ -187,6 +191,13 @@ def test_sign_in_live_balance_breakdown_and_every_page(
             assert page.locator("#daily-chart .modebar-btn").count() == 0  # no tool buttons
             title = page.locator("#daily-chart .ytitle").text_content()
             assert title == "cost (INR)", title
+            # the SMS bars' orange keeps 3:1 against the white card (WCAG 1.4.11)
+            fills = page.locator("#daily-chart .trace.bars .point path").evaluate_all(
+                "paths => paths.map(p => getComputedStyle(p).fill)"
+            )
+            assert "rgb(242, 142, 43)" not in fills and "rgb(194, 87, 12)" in fills, fills
+            page.get_by_text("Show these figures as a table").click()
+            assert page.get_by_test_id("daily-table").is_visible()
         shot(page, name)
 
     page.goto(f"{url}/billing/spending-limits")

@@ -21,7 +21,7 @@ from usagewatch.domain.accounts import Principal, Role
 from usagewatch.domain.clock import local_date
 from usagewatch.domain.errors import UsageWatchError
 from usagewatch.domain.money import Money
-from usagewatch.service.reports import parse_period, parse_service
+from usagewatch.service.reports import TrendRow, parse_period, parse_service
 from usagewatch.web.auth_pages import dashboard
 from usagewatch.web.context import Dashboard
 from usagewatch.web.sessions import Session
@@ -36,6 +36,7 @@ SERVICE_LABELS = {
     "agent_seat": "Contact center seats",
 }
 KEY_ROLES = ("viewer", "platform", "owner")
+DASH = "\u2013"  # en dash, for ranges of days
 CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "dashboard": "Dashboard", "webhook": "Webhook"}
 
 
@@ -109,25 +110,70 @@ def _usage_data(d: Dashboard, account_id: str, period: Any, svc: str | None) -> 
     c = d.c
     rows = c.reports.daily(account_id, period, svc)
     dates = period.dates()
-    series: dict[str, list[str]] = {}
+    at = {day: i for i, day in enumerate(dates)}
+    series: dict[str, list[int]] = {}
     for row in rows:
-        series.setdefault(row.service, ["0"] * len(dates))
-        series[row.service][dates.index(row.date)] = Money(row.cost_micros).format()
+        series.setdefault(row.service, [0] * len(dates))[at[row.date]] = row.cost_micros
+    shown = [s for s in SERVICES if s in series]
     chart = {
         "dates": dates,
         "series": [
-            {"service": s, "label": SERVICE_LABELS[s], "costs": series[s]}
-            for s in SERVICES
-            if s in series
+            {
+                "service": s,
+                "label": SERVICE_LABELS[s],
+                "costs": [Money(micros).format() for micros in series[s]],
+            }
+            for s in shown
         ],
     }
+    # The chart's figures as a table (for a screen reader, or to read exact amounts): the
+    # days with usage, a column per service shown, and the day's total.
+    daily_table = [
+        {
+            "date": day,
+            "costs": [series[s][i] for s in shown],
+            "total": sum(series[s][i] for s in shown),
+        }
+        for i, day in enumerate(dates)
+        if any(series[s][i] for s in shown)
+    ]
     return {
         "chart": chart,
+        "daily_table": daily_table,
         "breakdown": c.reports.services(account_id, period),
+        "pulse_seconds": c.rates.card(account_id).pulse_seconds,
         "consumers": c.reports.top_consumers(account_id, period, 10),
-        "trend": c.reports.trend(account_id, 6),
+        "trend": _trend_rows(c.reports.trend(account_id, 6)),
         "statements": c.statements.list(account_id, 12, None),
     }
+
+
+def _trend_rows(rows: list[TrendRow]) -> list[dict[str, Any]]:
+    """The trend as the page shows it: months named in words, the month to date with its
+    like-for-like change (against the same days of the month before), and without the
+    months before the account's first usage (always at least the current month)."""
+    while len(rows) > 1 and rows[0].cost_micros == 0:
+        rows = rows[1:]
+    shown: list[dict[str, Any]] = []
+    for row in rows:
+        first = date.fromisoformat(row.month + "-01")
+        before_ends = first - timedelta(days=1)  # the last day of the month before
+        change, note, versus = row.change_percent, "", f"{before_ends:%B}"
+        if row.month_to_date:
+            through = date.fromisoformat(row.through)
+            note = f"1{DASH}{through.day} {through:%b}, month to date"
+            change = row.change_percent_same_days
+            versus = f"1{DASH}{min(through.day, before_ends.day)} {before_ends:%b}"
+        shown.append(
+            {
+                "label": first.strftime("%B %Y"),
+                "note": note,
+                "cost_micros": row.cost_micros,
+                "change": change,
+                "versus": versus,
+            }
+        )
+    return shown
 
 
 @router.get("/dashboard/exports/usage")

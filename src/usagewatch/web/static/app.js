@@ -97,6 +97,13 @@ function setUpBreakdown() {
   document.addEventListener("click", (e) => {
     if (!panel.hidden && !panel.contains(e.target) && !button.contains(e.target)) close();
   });
+  // Tabbing away from the button and the panel closes it too (it would cover the page).
+  const leaving = (e) => {
+    const next = e.relatedTarget;
+    if (!panel.hidden && next && !panel.contains(next) && !button.contains(next)) close();
+  };
+  button.addEventListener("focusout", leaving);
+  panel.addEventListener("focusout", leaving);
 }
 
 function setUpAutosubmit() {
@@ -144,9 +151,12 @@ function keepTableRoles() {
   }
 }
 
+// Each bar colour has at least 3:1 contrast with the card behind it (WCAG 1.4.11): the
+// light theme's SMS orange is darker than the dark theme's (#f28e2b is 2.4:1 on white).
 const SERVICE_COLORS = {
   voice: "#4e79a7", sms: "#f28e2b", whatsapp: "#59a14f", number: "#b07aa1", agent_seat: "#e15759",
 };
+const SERVICE_COLORS_LIGHT = { ...SERVICE_COLORS, sms: "#c2570c" };
 
 function drawChart() {
   const target = document.getElementById("daily-chart");
@@ -159,7 +169,7 @@ function drawChart() {
   const traces = data.series.map((s) => ({
     type: "bar", name: s.label, x: data.dates, y: s.costs.map(Number), text: s.costs,
     hovertemplate: `%{x}<br>${s.label}: %{text}<extra></extra>`, textposition: "none",
-    marker: { color: SERVICE_COLORS[s.service] },
+    marker: { color: (dark ? SERVICE_COLORS : SERVICE_COLORS_LIGHT)[s.service] },
   }));
   if (!traces.length) {
     // No usage: zero bars over the chosen dates, so the axis shows the period (plotly's
