@@ -247,6 +247,21 @@ def test_monthly_statements_are_listed_and_downloaded_on_the_usage_page(
     assert csv_file.status_code == 200 and "nov-1" in csv_file.text
     pdf = web.get(f"/dashboard/statements/{statement_id}/pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    # an SMS of November reported late: November's statement is made again
+    late = {
+        "kind": "sms",
+        "sms_sid": "nov-late",
+        "type": "transactional",
+        "to": "+919800000001",
+        "units": 1,
+        "occurred_at": "2026-11-29T06:00:00Z",
+    }
+    assert container.batch.ingest("acme", [late])[0].status == "applied"
+    container.scheduler.advance(1)
+    table = web.get("/billing/usage").text
+    table = table[table.index('data-testid="statements"') :]
+    assert "2026-11 <span" in table and "(revised)" in table and "INR 0.80" in table
+    assert statement_id not in table  # the list links the latest revision
     web.cookies.clear()
     assert web.get(f"/dashboard/statements/{statement_id}/csv").status_code == 401
 

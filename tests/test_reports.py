@@ -14,9 +14,11 @@ from typing import Any
 import openpyxl
 import pypdf
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.conftest import ADMIN
+from usagewatch.adapters.db import migrate
 from usagewatch.bootstrap import Container
 from usagewatch.service.exports import CSV_COLUMNS
 
@@ -420,3 +422,109 @@ def test_statements_catch_up_after_downtime(
     assert rest["next_cursor"] is None
     exact = get(client, "/statements", viewer, limit=3).json()  # a full last page
     assert len(exact["data"]) == 3 and exact["next_cursor"] is None
+
+
+def _late_sms(sid: str, occurred_at: str) -> dict[str, Any]:
+    return {
+        "kind": "sms",
+        "sms_sid": sid,
+        "type": "service",
+        "to": "+919800000001",
+        "units": 1,  # 0.15
+        "occurred_at": occurred_at,
+    }
+
+
+def _batch(client: TestClient, *events: dict[str, Any], status: str = "applied") -> None:
+    answer = client.post(
+        f"{BASE}/usage/batch", json={"events": list(events)}, headers=_key(client, "platform")
+    )
+    assert all(r["status"] == status for r in answer.json()["results"]), answer.text
+
+
+def test_late_usage_for_a_stated_month_revises_its_statement(
+    client: TestClient, viewer: dict[str, str], container: Container
+) -> None:
+    to_december = int((DECEMBER_IST - container.clock.now()).total_seconds())
+    container.scheduler.advance(to_december + 7200)  # 02:00 on 1 December in Kolkata
+    [first] = _statements(client, viewer)
+    assert (first["revision"], first["supersedes"], first["total"]) == (1, None, TOTAL)
+    # a batch reports an SMS of 29 November after November's statement was made; one of
+    # December (this month) makes no revision
+    _batch(
+        client,
+        _late_sms("LATE1", "2026-11-29T06:00:00Z"),
+        _late_sms("DEC1", "2026-11-30T19:00:00Z"),
+    )
+    container.scheduler.advance(1)
+    [revised] = _statements(client, viewer)
+    assert revised["month"] == "2026-11" and revised["revision"] == 2
+    assert revised["supersedes"] == first["id"] and revised["records"] == 9
+    assert Decimal(revised["total"]) == Decimal(TOTAL) + Decimal("0.15")
+    rows = list(
+        csv.DictReader(
+            io.StringIO(get(client, f"/statements/{revised['id']}/csv", viewer).content.decode())
+        )
+    )
+    assert "LATE1" in {r["id"] for r in rows} and "DEC1" not in {r["id"] for r in rows}
+    # the first revision stays as it was sent
+    old = get(client, f"/statements/{first['id']}/csv", viewer).content.decode()
+    assert "LATE1" not in old
+    notes = client.get("/v1/accounts/acme/notifications", headers=viewer).json()["data"]
+    said = [n for n in notes if n["event"] == "monthly_statement"]
+    assert len(said) == 2 and said[0]["data"]["revision"] == 2
+    assert "was revised (revision 2)" in said[0]["message"]
+    # nothing more is owed: the job makes no third revision, and a replay changes nothing
+    container.scheduler.advance(3600)
+    _batch(client, _late_sms("LATE1", "2026-11-29T06:00:00Z"), status="duplicate")
+    container.scheduler.advance(1)
+    assert [s["revision"] for s in _statements(client, viewer)] == [2]
+
+
+def test_usage_committed_while_a_month_is_rendered_makes_a_revision(
+    client: TestClient, viewer: dict[str, str], container: Container
+) -> None:
+    render = container.statements.exports.csv
+    reported = []
+
+    def csv_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        # the records were read; a batch for the month commits before the statement does
+        rows = list(render(*args, **kwargs))
+        if not reported:
+            reported.append(
+                container.batch.ingest("acme", [_late_sms("MID1", "2026-11-29T06:00:00Z")])
+            )
+        return iter(rows)
+
+    container.statements.exports.csv = csv_meanwhile  # type: ignore[method-assign]
+    container.scheduler.advance(int((DECEMBER_IST - container.clock.now()).total_seconds()))
+    assert reported and reported[0][0].status == "applied"
+    container.scheduler.advance(1)
+    [statement] = _statements(client, viewer)
+    assert statement["revision"] == 2 and statement["records"] == 9
+    assert Decimal(statement["total"]) == Decimal(TOTAL) + Decimal("0.15")
+
+
+def test_migration_0010_keeps_statements_as_their_first_revision(
+    client: TestClient, viewer: dict[str, str], container: Container
+) -> None:
+    container.scheduler.advance(int((DECEMBER_IST - container.clock.now()).total_seconds()))
+    [before] = _statements(client, viewer)
+    migrate.downgrade(container.db, "0009")
+    migrate.upgrade(container.db)
+    [after] = _statements(client, viewer)
+    assert after == before and after["revision"] == 1
+    with pytest.raises(sa.exc.IntegrityError), container.db.engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE statements SET revision = 2 WHERE id = '{after['id']}'")
+
+
+def test_late_usage_before_the_first_statement_owes_no_revision(
+    client: TestClient, viewer: dict[str, str], container: Container
+) -> None:
+    to_december = int((DECEMBER_IST - container.clock.now()).total_seconds())
+    container.scheduler.advance(to_december + 7200)
+    # October: before the account existed, so it has no statement to revise
+    _batch(client, _late_sms("OCT1", "2026-10-20T06:00:00Z"))
+    assert container.statements.next_due_at() != container.clock.now()
+    container.scheduler.advance(1)
+    assert [(s["month"], s["revision"]) for s in _statements(client, viewer)] == [("2026-11", 1)]

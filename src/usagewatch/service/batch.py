@@ -31,6 +31,7 @@ from usagewatch.domain.clock import Clock, local_date, to_micros
 from usagewatch.domain.errors import Invalid, UsageWatchError
 from usagewatch.domain.money import Money
 from usagewatch.domain.numbers import check_number, check_sender
+from usagewatch.service import statements
 from usagewatch.service.ledger import Command, LedgerService, new_id
 from usagewatch.service.limits import campaign_spends
 from usagewatch.service.rates import RateService
@@ -230,6 +231,10 @@ class BatchService:
         if rollups:
             usage_store.add_rollups(cmd.conn, account_id, rollups)
             limits_store.add_campaign_spend(cmd.conn, campaign_spends(account_id, rollups))
+        # usage of a month before this one may belong to a statement already made
+        this_month = cmd.today[:7]
+        earlier = {day[:7] for day in totals if day[:7] < this_month}
+        statements.mark_revisions(cmd.conn, account_id, earlier, now_us)
 
 
 def _price_of(

@@ -12,6 +12,14 @@ instant, so a statement is produced "at" its month start.
 The same transaction records a `monthly_statement` notice: the outbox delivers it to the
 account's billing recipients (`…/notification-settings`), by email with both files
 attached, and to the dashboard inbox.
+
+Revisions: usage can arrive for a month already stated (batch events are dated when they
+happened, up to 90 days back). The write that adds it (`mark_revisions`, in the same
+transaction, under the account's schedule row lock) lists the month in
+`statement_revisions_due`; the job then makes the month again as revision n + 1, which
+supersedes the one before (kept as it was sent) and is announced like the first. Usage
+committed while a month was being rendered is caught too: the producing transaction takes
+the same lock and compares the month's rollup sums with those read before rendering.
 """
 
 from __future__ import annotations
@@ -25,7 +33,13 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from usagewatch.adapters.db.engine import Database
-from usagewatch.adapters.db.schema import accounts, statement_schedule, statements
+from usagewatch.adapters.db.schema import (
+    accounts,
+    statement_revisions_due,
+    statement_schedule,
+    statements,
+    usage_rollups_monthly,
+)
 from usagewatch.domain.clock import Clock, from_micros, month_key, next_month_start, to_micros
 from usagewatch.domain.errors import NotFound
 from usagewatch.domain.money import MICROS_PER_UNIT, Money
@@ -49,6 +63,8 @@ class StatementView:
     csv_bytes: int
     pdf_bytes: int
     created_at_us: int
+    revision: int = 1
+    supersedes_id: str | None = None
 
 
 def month_period(month: str) -> Period:
@@ -81,13 +97,23 @@ class StatementService:
                 .order_by(statement_schedule.c.next_due_at_us)
                 .limit(SWEEP_BATCH_MAX)
             ).all()
+            revisions = conn.execute(
+                sa.select(statement_revisions_due.c.account_id, statement_revisions_due.c.month)
+                .order_by(statement_revisions_due.c.since_us)
+                .limit(SWEEP_BATCH_MAX)
+            ).all()
         for account_id, month, due_at_us in due:
             done += self._produce(account_id, month, due_at_us)
+        for account_id, month in revisions:
+            done += self._produce(account_id, month, None)
         return done
 
     def next_due_at(self) -> datetime | None:
         with self.db.read() as conn:
-            if self._unscheduled(conn, 1):
+            if (
+                self._unscheduled(conn, 1)
+                or conn.execute(sa.select(statement_revisions_due.c.account_id).limit(1)).first()
+            ):
                 return self.clock.now()
             due = conn.execute(sa.select(sa.func.min(statement_schedule.c.next_due_at_us))).scalar()
         return from_micros(int(due)) if due is not None else None
@@ -127,38 +153,63 @@ class StatementService:
                     )
         return len(new)
 
-    def _produce(self, account_id: str, month: str, due_at_us: int) -> int:
+    def _produce(self, account_id: str, month: str, due_at_us: int | None) -> int:
+        """Make the statement of `month`: the one due at `due_at_us`, or (None) the
+        revision owed to it. 1 if this call made it, 0 if another worker did."""
         period = month_period(month)
-        csv_bytes = b"".join(self.exports.csv(account_id, period, None))
-        pdf_bytes = self.exports.pdf(account_id, period, None)
         with self.db.read() as conn:
             info = account_info(conn, account_id)
+            sums_before = _month_sums(conn, account_id, month)
+        csv_bytes = b"".join(self.exports.csv(account_id, period, None))
+        pdf_bytes = self.exports.pdf(account_id, period, None)
         records, total = _csv_totals(csv_bytes)
-        following = (period.last + timedelta(days=1)).isoformat()[:7]
-        # due_at is the start of the following month; the one after is due next
-        following_due = next_month_start(from_micros(due_at_us), info.timezone)
-        view = StatementView(
-            id=new_id("stmt"),
-            account_id=account_id,
-            month=month,
-            currency=info.currency,
-            records=records,
-            total_micros=total,
-            csv_bytes=len(csv_bytes),
-            pdf_bytes=len(pdf_bytes),
-            created_at_us=to_micros(self.clock.now()),
-        )
+        now_us = to_micros(self.clock.now())
         with self.db.write() as conn:
-            advanced = conn.execute(
-                statement_schedule.update()
-                .where(
-                    statement_schedule.c.account_id == account_id,
-                    statement_schedule.c.next_month == month,
-                )
-                .values(next_month=following, next_due_at_us=to_micros(following_due))
-            ).rowcount
-            if advanced != 1:
-                return 0  # another worker produced it
+            # The schedule row is the account's statement lock (see mark_revisions).
+            if due_at_us is not None:
+                following = (period.last + timedelta(days=1)).isoformat()[:7]
+                # due_at is the start of the following month; the one after is due next
+                following_due = next_month_start(from_micros(due_at_us), info.timezone)
+                advanced = conn.execute(
+                    statement_schedule.update()
+                    .where(
+                        statement_schedule.c.account_id == account_id,
+                        statement_schedule.c.next_month == month,
+                    )
+                    .values(next_month=following, next_due_at_us=to_micros(following_due))
+                ).rowcount
+                if advanced != 1:
+                    return 0  # another worker produced it
+                earlier = None
+            else:
+                _lock_schedule(conn, account_id)
+                taken = conn.execute(
+                    statement_revisions_due.delete().where(
+                        statement_revisions_due.c.account_id == account_id,
+                        statement_revisions_due.c.month == month,
+                    )
+                ).rowcount
+                if taken != 1:
+                    return 0  # another worker made the revision
+                earlier = conn.execute(
+                    sa.select(statements.c.id, statements.c.revision, statements.c.total_micros)
+                    .where(statements.c.account_id == account_id, statements.c.month == month)
+                    .order_by(statements.c.revision.desc())
+                    .limit(1)
+                ).first()
+            view = StatementView(
+                id=new_id("stmt"),
+                account_id=account_id,
+                month=month,
+                currency=info.currency,
+                records=records,
+                total_micros=total,
+                csv_bytes=len(csv_bytes),
+                pdf_bytes=len(pdf_bytes),
+                created_at_us=now_us,
+                revision=earlier.revision + 1 if earlier is not None else 1,
+                supersedes_id=earlier.id if earlier is not None else None,
+            )
             conn.execute(
                 statements.insert().values(
                     id=view.id,
@@ -169,12 +220,28 @@ class StatementService:
                     total_micros=total,
                     csv=csv_bytes,
                     pdf=pdf_bytes,
-                    created_at_us=view.created_at_us,
+                    created_at_us=now_us,
+                    revision=view.revision,
+                    supersedes_id=view.supersedes_id,
                 )
             )
-            message = (
-                f"The usage statement of account {account_id} for {month} is ready: "
-                f"{records:,} records, {info.currency} {Money(total).display()} in all. "
+            if _month_sums(conn, account_id, month) != sums_before:
+                # usage for the month committed while it was rendered: make it again
+                _owe_revision(conn, account_id, month, now_us)
+            amount = f"{info.currency} {Money(total).display()}"
+            if earlier is None:
+                message = (
+                    f"The usage statement of account {account_id} for {month} is ready: "
+                    f"{records:,} records, {amount} in all. "
+                )
+            else:
+                message = (
+                    f"The usage statement of account {account_id} for {month} was revised "
+                    f"(revision {view.revision}): usage for the month arrived after it was "
+                    f"made. It now has {records:,} records, {amount} in all (was "
+                    f"{info.currency} {Money(earlier.total_micros).display()}). "
+                )
+            message += (
                 f"Download its CSV or PDF in the dashboard: {self.public_url}/billing/usage. "
                 "An email notice carries both as attachments."
             )
@@ -183,22 +250,33 @@ class StatementService:
                 "month": month,
                 "records": records,
                 "total": Money(total).format(),
+                "revision": view.revision,
             }
             notifications.record(
                 conn,
                 account_id,
                 Notice("monthly_statement", message, data),
-                view.created_at_us,
-                dedupe_key=f"monthly_statement:{month}",
+                now_us,
+                dedupe_key=f"monthly_statement:{month}"
+                + (f":r{view.revision}" if view.revision > 1 else ""),
             )
         return 1
 
     # -- reads -------------------------------------------------------------------------
     def list(self, account_id: str, limit: int, before_month: str | None) -> list[StatementView]:
+        """The latest revision of each month's statement, newest month first."""
         s = statements.c
+        later = statements.alias("later")
         query = (
             sa.select(*_VIEW_COLUMNS)
-            .where(s.account_id == account_id)
+            .where(
+                s.account_id == account_id,
+                ~sa.exists().where(
+                    later.c.account_id == s.account_id,
+                    later.c.month == s.month,
+                    later.c.revision > s.revision,
+                ),
+            )
             .order_by(s.month.desc())
             .limit(limit)
         )
@@ -232,7 +310,68 @@ _VIEW_COLUMNS = (
     sa.func.length(statements.c.csv),
     sa.func.length(statements.c.pdf),
     statements.c.created_at_us,
+    statements.c.revision,
+    statements.c.supersedes_id,
 )
+
+
+def mark_revisions(conn: sa.Connection, account_id: str, months: set[str], now_us: int) -> None:
+    """Inside a write that added usage dated in `months`: owe a revision for each whose
+    statement was already made. Locks the account's schedule row first, so a statement
+    being produced either is committed before (and is revised) or re-checks its month's
+    sums after this commits (and makes the revision itself)."""
+    if not months:
+        return
+    next_month = _lock_schedule(conn, account_id)
+    if next_month is None:
+        return
+    stated = {
+        month
+        for (month,) in conn.execute(
+            sa.select(statements.c.month)
+            .distinct()
+            .where(
+                statements.c.account_id == account_id,
+                statements.c.month.in_(sorted(m for m in months if m < next_month)),
+            )
+        )
+    }
+    for month in sorted(stated):  # (months before the account's first statement have none)
+        _owe_revision(conn, account_id, month, now_us)
+
+
+def _lock_schedule(conn: sa.Connection, account_id: str) -> str | None:
+    """The account's next month owed (None: not scheduled yet, nothing made), its schedule
+    row locked until the transaction ends (PostgreSQL; SQLite's write lock covers it)."""
+    query = sa.select(statement_schedule.c.next_month).where(
+        statement_schedule.c.account_id == account_id
+    )
+    return conn.execute(query.with_for_update()).scalar()
+
+
+def _owe_revision(conn: sa.Connection, account_id: str, month: str, now_us: int) -> None:
+    due = statement_revisions_due.c
+    owed = conn.execute(
+        sa.select(due.month).where(due.account_id == account_id, due.month == month)
+    ).first()
+    if owed is None:
+        conn.execute(
+            statement_revisions_due.insert().values(
+                account_id=account_id, month=month, since_us=now_us
+            )
+        )
+
+
+def _month_sums(conn: sa.Connection, account_id: str, month: str) -> tuple[int, int]:
+    """(records, cost) of an account-local month in the monthly rollups."""
+    m = usage_rollups_monthly.c
+    row = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(m.records), 0),
+            sa.func.coalesce(sa.func.sum(m.cost_micros), 0),
+        ).where(m.account_id == account_id, m.month == month)
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 def _csv_totals(data: bytes) -> tuple[int, int]:

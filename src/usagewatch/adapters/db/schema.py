@@ -580,7 +580,9 @@ sa.Index("ix_delivery_attempts_delivery", delivery_attempts.c.delivery_id)
 # -- reports and statements (issue 6) -------------------------------------------------------
 # Monthly statements: the account-local month's CSV and PDF, produced once at the start of
 # the next month and kept here as bytes (one transaction makes a statement exist with both
-# files, on either engine, with no file store to back up beside the database).
+# files, on either engine, with no file store to back up beside the database). Usage that
+# arrives later for a month already stated (batch events are dated when they happened) makes
+# a revision: the month again, `revision` + 1, the earlier ones kept as they were sent.
 statements = sa.Table(
     "statements",
     metadata,
@@ -593,9 +595,26 @@ statements = sa.Table(
     sa.Column("csv", sa.LargeBinary, nullable=False),
     sa.Column("pdf", sa.LargeBinary, nullable=False),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("supersedes_id", sa.String(40), nullable=True),  # the revision before
     sa.CheckConstraint("records >= 0 AND total_micros >= 0", name="not_negative"),
     sa.CheckConstraint("length(month) = 7", name="month"),
-    sa.UniqueConstraint("account_id", "month"),
+    sa.CheckConstraint(
+        "(revision = 1 AND supersedes_id IS NULL) OR (revision > 1 AND supersedes_id IS NOT NULL)",
+        name="revision",
+    ),
+    sa.UniqueConstraint("account_id", "month", "revision"),
+)
+
+# Months whose statement is owed a revision: usage arrived for them after it was made. The
+# write that adds such usage inserts the row (under the account's schedule row lock); the
+# statement job makes the revision and deletes it.
+statement_revisions_due = sa.Table(
+    "statement_revisions_due",
+    metadata,
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("since_us", sa.BigInteger, nullable=False),
 )
 
 # Per account, the next month whose statement is owed and the instant it falls due (the

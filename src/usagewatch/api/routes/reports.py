@@ -272,6 +272,8 @@ def _statement_out(account_id: str, s: StatementView) -> dict[str, object]:
         "records": s.records,
         "total": money(s.total_micros),
         "created_at": instant(s.created_at_us),
+        "revision": s.revision,
+        "supersedes": s.supersedes_id,
         "files": {"csv": f"{base}/csv", "pdf": f"{base}/pdf"},
         "sizes": {"csv": s.csv_bytes, "pdf": s.pdf_bytes},
     }
@@ -280,7 +282,10 @@ def _statement_out(account_id: str, s: StatementView) -> dict[str, object]:
 @router.get(
     "/statements",
     summary="Monthly statements, newest first",
-    description="One per account-local month, produced at the start of the next month.",
+    description="One per account-local month, produced at the start of the next month: its "
+    "latest revision. Usage that arrives later for a month already stated (batch events are "
+    "dated when they happened) makes a revision at once: `revision` 2, 3, ..., `supersedes` "
+    "the id of the one before, whose files stay downloadable as they were sent.",
 )
 def list_statements(
     account_id: str,
