@@ -320,6 +320,10 @@ def test_max_duration_respects_every_limit_at_once(
     started = call(client, platform, "CA2", campaign_id="diwali")
     assert started.json()["max_duration_seconds"] == 240
     assert started.json()["reserved_amount"] == "2.40"
+    # the list shows what the campaign's call in progress holds, as the campaign itself does
+    one = client.get(f"{BASE}/campaigns/diwali", headers=ADMIN).json()
+    [listed] = client.get(f"{BASE}/campaigns", headers=ADMIN).json()["data"]
+    assert listed == one and (one["reserved"], one["remaining"]) == ("2.40", "0.00")
 
 
 def test_per_call_cap_ends_the_call_at_the_limit(

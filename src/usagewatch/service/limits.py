@@ -558,9 +558,12 @@ class LimitsService:
             raise NotFound("campaign_not_found", f"no campaign {campaign_id!r}")
         return CampaignView(found[0], found[1].held.micros)
 
-    def list_campaigns(self, account_id: str, limit: int, after: str | None) -> list[CampaignRow]:
+    def list_campaigns(self, account_id: str, limit: int, after: str | None) -> list[CampaignView]:
+        """A page of campaigns with what their calls in progress hold, in one read."""
         with self.db.read() as conn:
-            return limits_store.list_campaigns(conn, account_id, limit, after)
+            rows = limits_store.list_campaigns(conn, account_id, limit, after)
+            held = limits_store.held_by_campaign(conn, account_id) if rows else {}
+        return [CampaignView(row, held.get(row.campaign_id, 0)) for row in rows]
 
     @staticmethod
     def _campaign(conn: Connection, account_id: str, campaign_id: str) -> CampaignRow:

@@ -231,10 +231,9 @@ async def _limits_page(
 
     def read() -> tuple[Any, list[Any]]:
         view = limits_api.limits_out(d.c.limits.get(account_id))
-        rows = d.c.limits.list_campaigns(account_id, 200, None)
         campaigns = [
-            limits_api.campaign_out(d.c.limits.get_campaign(account_id, r.campaign_id))
-            for r in rows
+            limits_api.campaign_out(view)
+            for view in d.c.limits.list_campaigns(account_id, 200, None)
         ]
         return view, campaigns
 

@@ -226,6 +226,30 @@ def campaign_facts(
     return campaign, _facts(campaign, int(row[-1]))
 
 
+def held_by_campaign(conn: Connection, account_id: str) -> dict[str, int]:
+    """What each campaign's calls in progress hold, for all the account's campaigns at once:
+    the account's open holds (few), then their calls' records by unique key."""
+    open_holds = conn.execute(
+        sa.select(holds.c.reference, holds.c.amount_micros).where(
+            holds.c.account_id == account_id, holds.c.status == "open"
+        )
+    ).all()
+    held: dict[str, int] = {}
+    for start in range(0, len(open_holds), 500):
+        chunk = dict(open_holds[start : start + 500])
+        calls = conn.execute(
+            sa.select(_u.natural_id, _u.campaign_id).where(
+                _u.account_id == account_id,
+                _u.service == "voice",
+                _u.natural_id.in_(sorted(chunk)),
+                _u.campaign_id.is_not(None),
+            )
+        )
+        for reference, campaign_id in calls:
+            held[campaign_id] = held.get(campaign_id, 0) + int(chunk[reference])
+    return held
+
+
 def _facts(campaign: CampaignRow, held_micros: int) -> CampaignFacts:
     return CampaignFacts(
         campaign_id=campaign.campaign_id,

@@ -295,8 +295,7 @@ def list_campaigns(
 ) -> dict[str, Any]:
     c.accounts.get_account(account_id)
     found = c.limits.list_campaigns(account_id, fetch_size(limit), decode_cursor(after))
-    rows, cursor = page(found, limit, lambda row: row.campaign_id)
-    views = [c.limits.get_campaign(account_id, row.campaign_id) for row in rows]
+    views, cursor = page(found, limit, lambda view: view.campaign.campaign_id)
     return {"data": [campaign_out(v) for v in views], "next_cursor": cursor}
 
 
