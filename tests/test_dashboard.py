@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from fastapi.testclient import TestClient
 
+from usagewatch.adapters.payments import SimulatedGateway
 from usagewatch.api.app import create_app
 from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
@@ -642,6 +643,24 @@ def test_add_credits_twice_with_one_form_charges_once(
     assert (
         web.post("/billing/payments", data={"csrf_token": token, "amount": "5"}).status_code == 400
     )
+
+
+def test_a_pending_payment_says_when_it_is_tried_again_in_account_time(
+    web: TestClient, container: Container
+) -> None:
+    token = sign_in(web, "owner@acme.example")
+    assert isinstance(container.payments.gateway, SimulatedGateway)
+    container.payments.gateway.outcome = "timeout"
+    page = web.get("/billing/auto-recharge").text
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', page)
+    assert key
+    form = {"csrf_token": token, "idempotency_key": key.group(1), "amount": "10.00"}
+    shown = web.post("/billing/payments", data=form).text
+    row = shown[shown.index('data-testid="payment-row"') :]
+    row = " ".join(re.sub(r"<[^>]+>", " ", row[: row.index("</tr>")]).split())
+    # asked at 10:00 IST (04:30 UTC), again 30 s later: shown in the account's zone
+    assert "pending 1 the payment provider did not answer in time" in row
+    assert "the payment gateway is asked again 2026-11-28 10:00 IST" in row
 
 
 def test_notifications_show_each_delivery_and_its_attempts(
