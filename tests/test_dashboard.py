@@ -707,12 +707,12 @@ def test_the_alerts_list_says_what_each_state_means(web: TestClient, container: 
     rows = {
         name: " ".join(re.sub(r"<[^>]+>", " ", state).split())
         for name, state in re.findall(
-            r'<strong>([^<]+)</strong>.*?<td data-label="State">(.*?)</td>',
+            r'<td data-label="Name"><strong>([^<]+)</strong>.*?<td data-label="State">(.*?)</td>',
             web.get("/billing/alerts").text,
             re.S,
         )
     }
     assert rows == {
         "Floor": "Sent watches again once the balance recovers",
-        "Busy day": "Watching notifies when usage reaches the threshold",
+        "Busy day": "Watching",
     }
