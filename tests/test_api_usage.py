@@ -110,6 +110,25 @@ def test_sms_units_follow_segmentation_and_explicit_units(
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "invalid_sms_type"
 
 
+@pytest.mark.parametrize("units", [True, 2.0, "2", [2]])
+def test_counts_are_json_integers_not_lookalikes(
+    client: TestClient, platform: dict[str, str], units: Any
+) -> None:
+    """`true` is not 1 unit, nor 2.0 or "2" two: the API refuses what is not an integer
+    (its models are strict), and nothing is charged."""
+    answer = _sms(client, platform, "L1", units=units)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "validation_error"
+    assert answer.json()["error"]["field"] == "units"
+    call = {"call_sid": "CL1", "direction": "outbound", "to": "+919800000002"}
+    assert client.post("/v1/accounts/acme/calls", json=call, headers=platform).status_code == 201
+    end = {"status": "completed", "duration_seconds": 61.0}
+    ended = client.post("/v1/accounts/acme/calls/CL1/end", json=end, headers=platform)
+    assert ended.status_code == 422 and ended.json()["error"]["field"] == "duration_seconds"
+    balance = client.get("/v1/accounts/acme/balance", headers=ADMIN).json()
+    assert (balance["paid_credits"], balance["today_usage"]) == ("1.00", "0.00")  # a hold only
+
+
 def test_sms_sid_is_idempotent(client: TestClient, platform: dict[str, str]) -> None:
     first = _sms(client, platform, "SMX", body="hello")
     again = _sms(client, platform, "SMX", body="hello")

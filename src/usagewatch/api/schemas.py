@@ -64,7 +64,7 @@ def instant(micros: int | None) -> str | None:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _role_check(*allowed: str) -> Callable[[object], str]:

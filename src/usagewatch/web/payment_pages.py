@@ -115,7 +115,10 @@ async def save_rule(request: Request) -> Response:
     for name in ("threshold", "amount", "max_recharges_per_day"):
         value = _blank_to_none(form.get(name))
         if value is not None:  # absent: "missing_field", as the API says
-            raw[name] = value.replace(",", "")
+            value = value.replace(",", "")
+            # a form sends text; the API takes the count as a JSON integer (strict)
+            is_count = name == "max_recharges_per_day" and value.isdigit()
+            raw[name] = int(value) if is_count else value
     try:
         body = payments_api.AutoRechargeIn.model_validate(raw)
         rule = AutoRechargeRule(
