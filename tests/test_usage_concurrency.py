@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ from tests.test_concurrency import books, run_processes, units
 from usagewatch.adapters.db import store
 from usagewatch.adapters.db.engine import Database, normalize_url
 from usagewatch.adapters.db.schema import holds, metadata, usage_records, usage_rollups
+from usagewatch.adapters.db.schema import statements as statements_table
 from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
+from usagewatch.domain.clock import ManualClock
 from usagewatch.domain.errors import PaymentRequired, UsageWatchError
 from usagewatch.domain.ledger import LotKind
 from usagewatch.domain.money import Money
@@ -418,3 +421,86 @@ def test_call_authorizations_from_eight_processes_hold_exactly_what_is_available
     assert sum(r.records for r in rollups) == covered
     assert sum(r.cost_micros for r in rollups) == sum(charged)
     assert verify(parent.db) == []
+
+
+# -- statements: late usage racing the statement that states its month ----------------------
+def test_late_usage_racing_the_month_statement_always_ends_on_a_statement(pg_url: str) -> None:
+    """Batches report November usage while November's statement is being made (and
+    revised) in another thread: whatever interleaving the locks allow, once the job has
+    caught up the latest revision states exactly what the records hold."""
+    clock = ManualClock(datetime(2026, 11, 20, 6, 0, tzinfo=UTC))
+    c = build(Settings(database_url=pg_url), ADMIN_TOKEN, clock=clock)
+    try:
+        c.accounts.create_account("Late", "late")
+        c.ledger.add_credit("late", LotKind.PAID, Money.parse("100.00"))
+
+        def late_sms(sid: str) -> dict[str, Any]:
+            return {
+                "kind": "sms",
+                "sms_sid": sid,
+                "type": "transactional",
+                "to": "+919800000001",
+                "units": 1,
+                "occurred_at": "2026-11-20T06:00:00Z",
+            }
+
+        assert c.batch.ingest("late", [late_sms("N0")])[0].status == "applied"
+        c.statements.run_due()  # schedules the account: November is due on 1 December
+        clock.set(datetime(2026, 11, 30, 20, 30, tzinfo=UTC))  # 02:00 on 1 December, IST
+
+        render = c.statements.exports.csv
+
+        last_call = threading.Event()  # the last batch waits for a render to be under way
+        rendering = threading.Event()
+
+        def slow_csv(*args: Any, **kwargs: Any) -> Any:
+            rows = list(render(*args, **kwargs))
+            if last_call.is_set():
+                rendering.set()
+                time.sleep(0.3)  # the last batch commits now, between read and commit
+            else:
+                time.sleep(0.02)  # a wider window between reading the records and committing
+            return iter(rows)
+
+        c.statements.exports.csv = slow_csv  # type: ignore[method-assign]
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def statement_job() -> None:
+            try:
+                while not done.is_set():
+                    c.statements.run_due()
+            except BaseException as exc:  # reported by the test
+                errors.append(exc)
+
+        job = threading.Thread(target=statement_job)
+        job.start()
+        for i in range(1, 24):
+            assert c.batch.ingest("late", [late_sms(f"N{i}")])[0].status == "applied"
+            time.sleep(0.005 * (i % 4))
+        last_call.set()
+        assert c.batch.ingest("late", [late_sms("N24")])[0].status == "applied"  # owes one
+        assert rendering.wait(10)
+        assert c.batch.ingest("late", [late_sms("N25")])[0].status == "applied"  # in the window
+        done.set()
+        job.join()
+        assert not errors, errors
+        while c.statements.next_due_at() == clock.now():  # catch up what is still owed
+            c.statements.run_due()
+
+        [latest] = c.statements.list("late", 10, None)
+        assert (latest.month, latest.records, latest.total_micros) == ("2026-11", 26, 5_200_000)
+        with c.db.read() as conn:
+            revisions = (
+                conn.execute(
+                    sa.select(statements_table.c.revision)
+                    .where(statements_table.c.account_id == "late")
+                    .order_by(statements_table.c.revision)
+                )
+                .scalars()
+                .all()
+            )
+        assert revisions == list(range(1, len(revisions) + 1))
+        assert latest.revision == revisions[-1]
+    finally:
+        c.close()
