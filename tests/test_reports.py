@@ -485,24 +485,27 @@ def test_usage_committed_while_a_month_is_rendered_makes_a_revision(
     client: TestClient, viewer: dict[str, str], container: Container
 ) -> None:
     render = container.statements.exports.csv
+    late = iter(["MID1", "MID2"])  # one during the first statement, one during its revision
     reported = []
 
     def csv_meanwhile(*args: Any, **kwargs: Any) -> Any:
         # the records were read; a batch for the month commits before the statement does
         rows = list(render(*args, **kwargs))
-        if not reported:
-            reported.append(
-                container.batch.ingest("acme", [_late_sms("MID1", "2026-11-29T06:00:00Z")])
-            )
+        sid = next(late, None)
+        if sid is not None:
+            event = _late_sms(sid, "2026-11-29T06:00:00Z")
+            reported.append(container.batch.ingest("acme", [event])[0].status)
         return iter(rows)
 
     container.statements.exports.csv = csv_meanwhile  # type: ignore[method-assign]
     container.scheduler.advance(int((DECEMBER_IST - container.clock.now()).total_seconds()))
-    assert reported and reported[0][0].status == "applied"
     container.scheduler.advance(1)
+    # MID1 came while revision 1 was rendered, MID2 while revision 2 was (its revision then
+    # already owed, so the batch had nothing to add): revision 3 has both
+    assert reported == ["applied", "applied"]
     [statement] = _statements(client, viewer)
-    assert statement["revision"] == 2 and statement["records"] == 9
-    assert Decimal(statement["total"]) == Decimal(TOTAL) + Decimal("0.15")
+    assert statement["revision"] == 3 and statement["records"] == 10
+    assert Decimal(statement["total"]) == Decimal(TOTAL) + Decimal("0.30")
 
 
 def test_migration_0010_keeps_statements_as_their_first_revision(
