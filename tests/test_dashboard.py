@@ -262,7 +262,11 @@ def test_monthly_statements_are_listed_and_downloaded_on_the_usage_page(
     table = web.get("/billing/usage").text
     table = table[table.index('data-testid="statements"') :]
     assert "2026-11 <span" in table and "(revised)" in table and "INR 0.80" in table
-    assert statement_id not in table  # the list links the latest revision
+    # the latest revision first, and the one it replaced, as it was sent
+    latest, before = re.findall(r'href="/dashboard/statements/([^/"]+)/csv"', table)[:2]
+    assert latest != statement_id and before == statement_id
+    assert "nov-late" in web.get(f"/dashboard/statements/{latest}/csv").text
+    assert "nov-late" not in web.get(f"/dashboard/statements/{before}/csv").text
     web.cookies.clear()
     assert web.get(f"/dashboard/statements/{statement_id}/csv").status_code == 401
 
