@@ -63,8 +63,8 @@ class StatementView:
     csv_bytes: int
     pdf_bytes: int
     created_at_us: int
-    revision: int = 1
-    supersedes_id: str | None = None
+    revision: int  # 1, then 2, 3, ... for each revision of the month
+    supersedes_id: str | None  # the revision before; None for revision 1
 
 
 def month_period(month: str) -> Period:
