@@ -18,7 +18,7 @@ from typing import Any
 
 import benchdb
 from usagewatch.adapters.db.schema import usage_records
-from usagewatch.bootstrap import Container, build
+from usagewatch.bootstrap import Container, build, freeze_startup_heap
 from usagewatch.config import Settings
 from usagewatch.domain.clock import ManualClock
 from usagewatch.domain.ledger import LotKind
@@ -120,6 +120,7 @@ def run(engine: str, url: str, batches: int) -> tuple[float, float]:
     c.accounts.create_account("Acme", "acme")
     c.accounts.create_account("Baseline", "base")
     c.ledger.add_credit("acme", LotKind.PAID, Money.parse("100000000"))
+    freeze_startup_heap()  # as `usagewatch serve` and `worker` do once they are built
     ours(c, -1)
     baseline(c, -1)  # warm up both
     ours_s = base_s = 0.0

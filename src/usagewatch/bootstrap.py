@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -141,3 +142,19 @@ def build(settings: Settings, admin_token: str, clock: Clock | None = None) -> C
         payments=payments,
         test_clock=test_clock,
     )
+
+
+def freeze_startup_heap() -> None:
+    """Leave what start-up built out of every later garbage collection: call it once in a
+    long-running process, when the container and the app are built.
+
+    The objects made at start-up (modules, classes, the app's routes and models, SQLAlchemy's
+    tables and compiled statements, templates) live as long as the process, yet CPython's
+    collector walks every one of them in each full collection, which the allocations of
+    ordinary traffic set off every few hundred milliseconds: a pause of tens of
+    milliseconds each time, a third of the time of a 10,000-event batch. `gc.freeze` moves
+    them to a generation no collection visits (the standard library's remedy for exactly
+    this); what traffic makes is collected as before. Frozen objects are never freed, which
+    costs nothing for objects that live as long as the process."""
+    gc.collect()
+    gc.freeze()

@@ -91,7 +91,7 @@ def serve(
     import uvicorn
 
     from usagewatch.api.app import create_app
-    from usagewatch.bootstrap import build
+    from usagewatch.bootstrap import build, freeze_startup_heap
 
     settings = _settings(
         host=host, port=port, database_url=database_url, test_clock=test_clock, dev_mode=dev
@@ -99,6 +99,7 @@ def serve(
     token, generated = resolve_admin_token(settings)
     container = build(settings, token)
     app_ = create_app(container)
+    freeze_startup_heap()
     where = f"http://{settings.host}:{settings.port}"
     typer.echo(f"usagewatch {__version__} on {container.db.url.split('@')[-1]}")
     typer.echo(f"listening on {where}  (API docs: {where}/docs)")
@@ -278,7 +279,7 @@ def demo(
 
     from usagewatch.adapters.db.engine import Database
     from usagewatch.api.app import create_app
-    from usagewatch.bootstrap import build
+    from usagewatch.bootstrap import build, freeze_startup_heap
     from usagewatch.demo import DEMO_ACCOUNT, DEMO_CAMPAIGN, DEMO_EMAIL, DEMO_PASSWORD, seed
     from usagewatch.domain.clock import ManualClock
     from usagewatch.service.accounts import random_admin_token
@@ -320,6 +321,7 @@ def demo(
         database_url=database_url, host=host, port=port, session_secret=session_secret
     )
     container = build(settings, admin_token)
+    freeze_startup_heap()
     if platform_token is None:
         from usagewatch.domain.accounts import Principal, Role
 
@@ -412,6 +414,9 @@ def worker(
     # Started by `serve`: stop when that server is gone (the parent may be killed outright).
     parent = os.environ.get(WORKER_PARENT_ENV)
     c = _container(database_url)
+    from usagewatch.bootstrap import freeze_startup_heap
+
+    freeze_startup_heap()
     quick, slow = c.scheduler.lanes()
     jobs = {"all": None, "quick": quick, "slow": slow}[lane]
     try:
