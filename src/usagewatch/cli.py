@@ -407,6 +407,8 @@ def worker(
     are safe on PostgreSQL: deliveries are claimed with SKIP LOCKED)."""
     import time
 
+    from usagewatch.bootstrap import freeze_startup_heap
+
     if lane not in ("all", "quick", "slow"):
         raise typer.BadParameter("all, quick or slow", param_hint="--lane")
     if nice:
@@ -414,8 +416,6 @@ def worker(
     # Started by `serve`: stop when that server is gone (the parent may be killed outright).
     parent = os.environ.get(WORKER_PARENT_ENV)
     c = _container(database_url)
-    from usagewatch.bootstrap import freeze_startup_heap
-
     freeze_startup_heap()
     quick, slow = c.scheduler.lanes()
     jobs = {"all": None, "quick": quick, "slow": slow}[lane]
