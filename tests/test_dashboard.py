@@ -168,6 +168,28 @@ def test_the_limits_form_sets_a_weekly_cap(web: TestClient, container: Container
     assert 'id="weekly_cap"' in page and 'value="700.00"' in page and "this week" in page
 
 
+def test_the_forms_refuse_a_count_that_is_not_ascii_digits(
+    web: TestClient, container: Container
+) -> None:
+    """ "²" is a digit to `str.isdigit` but not to `int`: a field error, never a 500."""
+    token = sign_in(web, "owner@acme.example")
+    limits_form = {"csrf_token": token, "enabled": "on", "per_call_max_duration_seconds": "²"}
+    refused = web.post("/billing/spending-limits", data=limits_form)
+    assert refused.status_code == 422  # this page shows one error above the form
+    shown = re.search(r'data-testid="form-error">([^<]*)<', refused.text)
+    assert shown and shown.group(1).startswith("per_call_max_duration_seconds:")
+    rule_form = {
+        "csrf_token": token,
+        "enabled": "on",
+        "threshold": "100.00",
+        "amount": "500",
+        "max_recharges_per_day": "²",
+    }
+    refused = web.post("/billing/auto-recharge", data=rule_form)
+    assert refused.status_code == 422 and field_error(refused.text, "max_recharges_per_day")
+    assert container.payments.rule("acme").rule is None
+
+
 def banner(html: str) -> str:
     """The paused banner's words, or "" when it is hidden."""
     found = re.search(r'<div id="paused-banner"[^>]*>(.*?)</div>', html, re.S)

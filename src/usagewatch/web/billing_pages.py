@@ -60,6 +60,17 @@ def _blank_to_none(value: str | None) -> str | None:
     return value or None
 
 
+def form_count(value: str | None) -> int | str | None:
+    """A form's text for a whole-number field, as the API takes it: a JSON integer when it
+    is ASCII digits (request bodies are typed strictly), else the text itself (blank: None),
+    which the API's model refuses with `validation_error` on the field. `str.isdigit`
+    alone would let "²" through to `int`, which raises."""
+    value = _blank_to_none(value)
+    if value is not None and value.isascii() and value.isdigit():
+        return int(value)
+    return value
+
+
 # -- Usage -------------------------------------------------------------------------------------
 @router.get("/billing/usage")
 async def usage_page(
@@ -211,15 +222,12 @@ async def statement_file(request: Request, statement_id: str, fmt: str) -> Respo
 
 # -- Spending limits and campaigns ----------------------------------------------------------
 def _limits_body(form: dict[str, str]) -> dict[str, Any]:
-    duration = _blank_to_none(form.get("per_call_max_duration_seconds"))
     return {
         "enabled": form.get("enabled") == "on",
         "daily_cap": _blank_to_none(form.get("daily_cap")),
         "weekly_cap": _blank_to_none(form.get("weekly_cap")),
         "monthly_cap": _blank_to_none(form.get("monthly_cap")),
-        "per_call_max_duration_seconds": int(duration)
-        if duration and duration.isdigit()
-        else duration,
+        "per_call_max_duration_seconds": form_count(form.get("per_call_max_duration_seconds")),
         "per_call_max_cost": _blank_to_none(form.get("per_call_max_cost")),
     }
 

@@ -23,7 +23,7 @@ from usagewatch.domain.payments import RECHARGES_PER_DAY_DEFAULT, AutoRechargeRu
 from usagewatch.service.payments import parse_public_id, public_id
 from usagewatch.web.alert_pages import field_errors, problem
 from usagewatch.web.auth_pages import dashboard
-from usagewatch.web.billing_pages import _blank_to_none
+from usagewatch.web.billing_pages import _blank_to_none, form_count
 from usagewatch.web.context import Dashboard
 from usagewatch.web.sessions import Session
 
@@ -116,9 +116,7 @@ async def save_rule(request: Request) -> Response:
         value = _blank_to_none(form.get(name))
         if value is not None:  # absent: "missing_field", as the API says
             value = value.replace(",", "")
-            # a form sends text; the API takes the count as a JSON integer (strict)
-            is_count = name == "max_recharges_per_day" and value.isdigit()
-            raw[name] = int(value) if is_count else value
+            raw[name] = form_count(value) if name == "max_recharges_per_day" else value
     try:
         body = payments_api.AutoRechargeIn.model_validate(raw)
         rule = AutoRechargeRule(
