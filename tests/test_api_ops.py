@@ -133,6 +133,23 @@ def test_metrics(client: TestClient, container: Container) -> None:
     assert sample(client.get("/metrics").text, "usagewatch_open_holds") == 1
 
 
+def test_metrics_count_charges_run_without_the_locking_read(
+    client: TestClient, container: Container
+) -> None:
+    make_account(client)
+    credit = {"type": "paid", "amount": "100"}
+    assert client.post("/v1/accounts/acme/credits", json=credit, headers=ADMIN).status_code == 201
+    for sid in ("SM1", "SM2"):
+        body = {"sms_sid": sid, "type": "transactional", "to": "+919800000001", "units": 1}
+        assert client.post("/v1/accounts/acme/sms", json=body, headers=ADMIN).status_code == 201
+    text = client.get("/metrics").text
+    runs = "usagewatch_ledger_unlocked_runs_total"
+    # PostgreSQL only: both SMS start from the state the command before them committed
+    committed = 0 if container.db.is_sqlite else 2
+    assert sample(text, runs, outcome="committed") == committed
+    assert sample(text, runs, outcome="rolled_back") == 0
+
+
 def test_metrics_count_unmatched_routes_under_one_label(client: TestClient) -> None:
     for i in range(3):
         client.get(f"/no/such/path/{i}")

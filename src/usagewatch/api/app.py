@@ -94,7 +94,7 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
     )
     app.state.container = c
     app.state.rate_limiter = RateLimiter(c.settings.api_rate_limit)
-    metrics = Metrics(c.db)
+    metrics = Metrics(c.db, c.ledger)
     app.state.metrics = metrics
     c.ledger.set_entry_observer(metrics.ledger_entry)
     errors.install(app)

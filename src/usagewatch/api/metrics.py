@@ -7,16 +7,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from usagewatch.adapters.db import store
 from usagewatch.adapters.db.engine import Database
+from usagewatch.service.ledger import LedgerService
 
 
 class Metrics:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ledger: LedgerService) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "usagewatch_http_requests",
@@ -38,6 +39,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_OpenHolds(db))
+        self.registry.register(_UnlockedRuns(ledger))
 
     def ledger_entry(self, kind: str) -> None:
         self.ledger_entries.labels(kind).inc()
@@ -51,6 +53,26 @@ class _OpenHolds(Collector):
         with self.db.read() as conn:
             count = store.count_open_holds(conn)
         yield GaugeMetricFamily("usagewatch_open_holds", "holds currently open", value=count)
+
+
+class _UnlockedRuns(Collector):
+    """PostgreSQL charges run from the state this process last committed, without the
+    locking read (LedgerService.run_command(unlocked_ok=True)): how many committed so, and
+    how many rolled back and ran again (another process or a config change got there
+    first, a replay, a refusal)."""
+
+    def __init__(self, ledger: LedgerService) -> None:
+        self.ledger = ledger
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "usagewatch_ledger_unlocked_runs",
+            "charges run without the locking read, by outcome",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(self.ledger.unlocked_runs.items()):
+            family.add_metric([outcome], count)
+        yield family
 
 
 class MetricsMiddleware:

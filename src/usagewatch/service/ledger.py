@@ -13,8 +13,9 @@ import hashlib
 import json
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ HOLD_TTL_SECONDS_MAX = 24 * 3600
 SWEEP_BATCH_MAX = 500
 ACCOUNT_LOCK_STRIPES = 256  # in-process queue in front of the balance row lock (see _run)
 GROUP_COMMANDS_MAX = 8  # commands of one account committed together (see _run)
+KNOWN_ACCOUNTS_MAX = 10_000  # committed account states this process remembers (see _step)
 
 R = TypeVar("R")
 
@@ -104,6 +106,9 @@ class Command:
     # began, read with the lock (None: there is none yet)
     usage_key: tuple[str, str] | None = None
     usage_row: Sequence[Any] | None = None
+    # the state was not read under the lock but is what this process last committed
+    # (run_command(unlocked_ok=True)): the first posting checks it and takes the lock
+    unlocked: bool = False
 
     @property
     def now_us(self) -> int:
@@ -118,7 +123,15 @@ class Command:
     ) -> None:
         kinds = {lot_id: lot.kind for lot_id, lot in self.book.lots.items()}
         store.apply_posting(
-            self.conn, self.state, posting, kinds, _next_expiry(self.book), meta, self.now_us, also
+            self.conn,
+            self.state,
+            posting,
+            kinds,
+            _next_expiry(self.book),
+            meta,
+            self.now_us,
+            also,
+            unlocked=self.unlocked and not self.kinds,
         )
         self.kinds.append(posting.kind.value)
 
@@ -298,10 +311,27 @@ class _Queued:
     result_type: type[Any]
     body: Callable[[Command], Any]
     usage: tuple[str, str] | None
+    unlocked_ok: bool = False
     done: bool = False
     result: Any = None
     error: Exception | None = None
     kinds: list[str] = field(default_factory=list)
+    after: _Known | None = None  # the account as this command left it (see _step)
+    unlocked: bool = False  # its last run started from `_Known`, without the locking read
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """An account's state and open lots as a committed transaction of this process left
+    them (a copy, never changed)."""
+
+    state: store.AccountState
+    lots: tuple[Lot, ...]
+
+
+class _Unconfirmed(Exception):
+    """A command run from a state read without the lock wrote no posting, so nothing
+    confirmed the state it decided on: it runs again the usual way."""
 
 
 class _Stripe:
@@ -337,6 +367,11 @@ class LedgerService:
         self._on_entry = on_entry
         self._triggers: list[Callable[[Command], None]] = []
         self._stripes = [_Stripe() for _ in range(ACCOUNT_LOCK_STRIPES)]
+        self._known: OrderedDict[str, _Known] = OrderedDict()
+        self._known_lock = threading.Lock()
+        # commands run from a remembered state: committed so, or rolled back (each is then
+        # run again, the usual way or from the state its predecessor committed)
+        self.unlocked_runs = {"committed": 0, "rolled_back": 0}
 
     def add_trigger(self, trigger: Callable[[Command], None]) -> None:
         """Run `trigger` inside every command that moved money, after its body and before
@@ -357,6 +392,7 @@ class LedgerService:
         result_type: type[R],
         body: Callable[[Command], R],
         usage: tuple[str, str] | None = None,
+        unlocked_ok: bool = False,
     ) -> R:
         """Run one money-moving command in one transaction: lock the account, answer a replay
         of `key` from the journal (409 if `print_` differs), forfeit what fell due, run
@@ -364,9 +400,19 @@ class LedgerService:
         `usage`: the (service, natural id) of a usage record the body needs, read with the
         lock, in the same statement: `Command.usage_row`. `body` may run more than once (a
         group commit that rolled back runs it again alone, see `_run`): it leaves nothing
-        outside its transaction but what it returns."""
+        outside its transaction but what it returns.
+
+        `unlocked_ok` (a charge that is one posting): on PostgreSQL the body may first run
+        from the account's state as this process last committed it, without the locking
+        read, with `usage_row` None: its first posting writes only if the balance version and
+        config_version are unchanged (and takes the lock), and the natural id's unique index
+        refuses a replay. Any other outcome -- a stale state, a replay, a refusal, an error,
+        no posting -- rolls back and the command runs again the usual way, which decides.
+        The body must then read nothing before its first posting that can change without
+        either version moving (a campaign's row can: such charges do not ask for it)."""
+        assert key is None or not unlocked_ok, "a replay by key needs the locking read"
         try:
-            return self._run(account_id, key, print_, result_type, body, usage)
+            return self._run(account_id, key, print_, result_type, body, usage, unlocked_ok)
         except Refusal as refusal:
             if refusal.then is not None:
                 self._run(account_id, None, None, type(None), refusal.then)
@@ -380,6 +426,7 @@ class LedgerService:
         result_type: type[R],
         body: Callable[[Command], R],
         usage: tuple[str, str] | None = None,
+        unlocked_ok: bool = False,
     ) -> R:
         # Commands of this process on one account queue here, before their transaction,
         # instead of on the balance row lock inside it (which stays the guarantee, across
@@ -394,7 +441,7 @@ class LedgerService:
         # them fails, the transaction rolls back and each runs again in a transaction of
         # its own, so a command's outcome never depends on the others in its group.
         stripe = self._stripes[hash(account_id) % ACCOUNT_LOCK_STRIPES]
-        mine = _Queued(account_id, key, print_, result_type, body, usage)
+        mine = _Queued(account_id, key, print_, result_type, body, usage, unlocked_ok)
         with stripe.turn:
             stripe.queue.append(mine)
         while True:
@@ -430,54 +477,103 @@ class LedgerService:
                     queued.done = True
 
     def _run_together(self, group: list[_Queued]) -> bool:
-        """Run `group` in one transaction; False if one of them failed and it rolled back."""
+        """Run `group` in one transaction; False if one of them failed and it rolled back.
+        Each command starts from the state the one before it left (it holds the lock)."""
         ran = False
+        known = self._known_of(group[0].account_id)
         try:
             with self.db.write() as conn:
                 for queued in group:
-                    queued.result = self._step(conn, queued)
+                    queued.result = self._step(conn, queued, known)
+                    known = queued.after
                 ran = True
         except Exception as exc:
+            self._forget(group[0].account_id)
+            for queued in group:
+                if queued.unlocked:
+                    self._count_unlocked("rolled_back")
             if not ran:
                 return False
             for queued in group:  # the commit failed: whether it took is unknown
                 queued.error = exc
+        else:
+            for queued in group:
+                if queued.unlocked:
+                    self._count_unlocked("committed")
+            self._remember(group[-1].after)
         for queued in group:
             queued.done = True
         return True
 
     def _run_alone(self, queued: _Queued) -> None:
-        try:
-            with self.db.write() as conn:
-                queued.result = self._step(conn, queued)
-        except Exception as exc:
-            queued.error = exc
+        known = self._known_of(queued.account_id)
+        while True:
+            try:
+                with self.db.write() as conn:
+                    queued.result = self._step(conn, queued, known)
+            except Exception as exc:
+                self._forget(queued.account_id)
+                if queued.unlocked:
+                    self._count_unlocked("rolled_back")
+                    known = None  # it ran from a state read without the lock: the usual way
+                    continue
+                queued.error = exc
+            else:
+                if queued.unlocked:
+                    self._count_unlocked("committed")
+                self._remember(queued.after)
+            break
         queued.done = True
 
-    def _step(self, conn: Connection, queued: _Queued) -> Any:
-        """One command inside a write transaction (`_run`): lock, replay, body, triggers."""
+    def _step(self, conn: Connection, queued: _Queued, known: _Known | None) -> Any:
+        """One command inside a write transaction (`_run`): lock, replay, body, triggers.
+        `known`: the account as this process's last transaction on it committed it (or as
+        the command before it in this transaction left it), for a command that may run
+        from it without the locking read (`run_command(unlocked_ok=True)`)."""
         account_id, key, print_ = queued.account_id, queued.key, queued.print_
         queued.kinds = []
-        locked = store.lock_and_load(conn, account_id, key, queued.usage)
-        if locked is None:
-            raise NotFound("account_not_found", f"no account {account_id!r}")
-        state, prior, lots = locked.state, locked.prior, locked.lots
-        if prior is not None:
-            if prior.fingerprint != print_ or prior.result_json is None:
-                raise Conflict(
-                    "idempotency_key_reused",
-                    "this idempotency key was already used with a different request",
-                )
-            return queued.result_type(**json.loads(prior.result_json))
+        queued.after = None
+        now = self.clock.now()
+        queued.unlocked = unlocked = (
+            queued.unlocked_ok
+            and known is not None
+            and conn.dialect.name == "postgresql"
+            and (
+                known.state.next_expiry_at_us is None
+                or known.state.next_expiry_at_us > to_micros(now)
+            )
+        )
+        if unlocked:
+            assert known is not None
+            state, lots, usage_row = replace(known.state), list(known.lots), None
+        else:
+            locked = store.lock_and_load(conn, account_id, key, queued.usage)
+            if locked is None:
+                raise NotFound("account_not_found", f"no account {account_id!r}")
+            state, prior, lots, usage_row = (
+                locked.state,
+                locked.prior,
+                locked.lots,
+                locked.usage_row,
+            )
+            if prior is not None:
+                if prior.fingerprint != print_ or prior.result_json is None:
+                    raise Conflict(
+                        "idempotency_key_reused",
+                        "this idempotency key was already used with a different request",
+                    )
+                queued.after = _Known(replace(state), tuple(lots))
+                return queued.result_type(**json.loads(prior.result_json))
         version_before = state.version
         book = Book.of(lots, Money(state.overdraft_micros))
         command = Command(
             conn,
             state,
             book,
-            self.clock.now(),
+            now,
             usage_key=queued.usage,
-            usage_row=locked.usage_row,
+            usage_row=usage_row,
+            unlocked=unlocked,
         )
         command.available_before = state.available_micros
         command.expire_due_lots()
@@ -487,8 +583,34 @@ class LedgerService:
             for trigger in self._triggers:
                 trigger(command)
             self._announce(conn, account_id)
+        elif unlocked:
+            raise _Unconfirmed(account_id)
         queued.kinds = command.kinds
+        open_lots = (lot for lot in command.book.lots.values() if lot.remaining.is_positive())
+        queued.after = _Known(replace(state), tuple(open_lots))
         return result
+
+    # -- what this process last committed, per account ----------------------------------
+    def _known_of(self, account_id: str) -> _Known | None:
+        with self._known_lock:
+            return self._known.get(account_id)
+
+    def _remember(self, known: _Known | None) -> None:
+        if known is None or self.db.is_sqlite:  # SQLite's locking read costs no round trip
+            return
+        with self._known_lock:
+            self._known[known.state.account_id] = known
+            self._known.move_to_end(known.state.account_id)
+            if len(self._known) > KNOWN_ACCOUNTS_MAX:
+                self._known.popitem(last=False)
+
+    def _count_unlocked(self, outcome: str) -> None:
+        with self._known_lock:
+            self.unlocked_runs[outcome] += 1
+
+    def _forget(self, account_id: str) -> None:
+        with self._known_lock:
+            self._known.pop(account_id, None)
 
     def _announce(self, conn: Connection, account_id: str) -> None:
         # Other processes hear of it through PostgreSQL NOTIFY, sent by apply_posting.

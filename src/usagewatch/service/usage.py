@@ -123,7 +123,13 @@ class UsageService:
             return _sms_result(record)
 
         return self.ledger.run_command(
-            account_id, None, None, SmsResult, command, usage=("sms", sms_sid)
+            account_id,
+            None,
+            None,
+            SmsResult,
+            command,
+            usage=("sms", sms_sid),
+            unlocked_ok=campaign_id is None,  # a campaign's row changes without a version
         )
 
     # -- WhatsApp ------------------------------------------------------------------------
@@ -161,7 +167,13 @@ class UsageService:
             return WhatsAppResult(conversation_id, record.sub_type, record.price_micros)
 
         return self.ledger.run_command(
-            account_id, None, None, WhatsAppResult, command, usage=("whatsapp", conversation_id)
+            account_id,
+            None,
+            None,
+            WhatsAppResult,
+            command,
+            usage=("whatsapp", conversation_id),
+            unlocked_ok=campaign_id is None,  # a campaign's row changes without a version
         )
 
     def sms_status(self, account_id: str, sms_sid: str, status: str) -> SmsResult:

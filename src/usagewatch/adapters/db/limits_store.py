@@ -342,7 +342,8 @@ def spend_write(account_id: str, campaign_id: str, micros: int) -> store.Write:
 
 _SPEND_CTE_PG = (
     "spent AS (UPDATE campaigns SET spent_micros = campaigns.spent_micros + :spend_micros"
-    " WHERE campaigns.account_id = :spend_account AND campaigns.campaign_id = :spend_campaign)"
+    " WHERE campaigns.account_id = :spend_account AND campaigns.campaign_id = :spend_campaign"
+    " AND EXISTS (SELECT 1 FROM balance))"  # after the balance row's lock (store.apply_posting)
 )
 
 

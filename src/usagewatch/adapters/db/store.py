@@ -294,6 +294,11 @@ def lock_and_load(
     return Locked(state, prior, lots, usage_row)
 
 
+class StaleState(Exception):
+    """A posting from a state read without the account lock found the balance row or the
+    account's configuration changed since (`apply_posting(unlocked=True)`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Write:
     """A write a command makes beside a posting (a usage record and its rollups, a
@@ -337,9 +342,16 @@ def apply_posting(
     meta: EntryMeta,
     now_us: int,
     also: Sequence[Write] = (),
+    unlocked: bool = False,
 ) -> None:
     """Write one posting: lot updates, the balance row, the journal entry and its movements,
-    and today's charge total, and the writes `also`. Updates `state` in place."""
+    and today's charge total, and the writes `also`. Updates `state` in place.
+
+    `unlocked` (PostgreSQL only): `state` was not read under the account lock but is what
+    this process last saw committed (`LedgerService.run_command(unlocked_ok=True)`); the
+    balance row is updated only if its version and the account's config_version are still
+    those of `state` -- that update takes the lock -- else `StaleState` is raised and the
+    transaction must roll back (the statement's other parts ran)."""
     paid_delta = promotional_delta = 0
     for m in posting.movements:
         if lot_kinds[m.lot_id] is LotKind.PAID:
@@ -406,10 +418,15 @@ def apply_posting(
                 "held_deltas": [m.held_delta.micros for m in posting.movements],
                 "channel": BALANCE_CHANNEL,
                 "charge": charge,
+                "expect_config": state.config_version if unlocked else None,
             },
         )
-        assert row is not None and row[1] == 1, "the balance row changed under our lock"
+        if row is None:
+            if unlocked:
+                raise StaleState(state.account_id)
+            raise AssertionError("the balance row changed under our lock")
         return
+    assert not unlocked, "only PostgreSQL commands run from a state read without the lock"
     run_writes(conn, also)
     if posting.movements:
         _update_lot.executemany(
@@ -484,12 +501,25 @@ _ENTRY_COLUMNS = (
     " request_fingerprint, result_json, local_date, created_at_us"
 )
 
-# PostgreSQL: _update_lot, _update_balance, _insert_entry and _insert_movements in one
+# PostgreSQL: _update_balance, _update_lot, _insert_entry and _insert_movements in one
 # statement (data-modifying CTEs; each runs exactly once, constraints and foreign keys are
-# checked as usual), the day's charge total and the balance NOTIFY. Returns the entry id and how
-# many balance rows were updated.
+# checked as usual), the day's charge total and the balance NOTIFY. The order in which a
+# statement's CTEs run is not defined, so every other write reads `balance`: it waits for
+# the balance row's update, which takes (or, under the lock, keeps) the row lock first --
+# the lock order of every command -- and writes nothing when that update matched no row.
+# Returns the entry id; no row when the balance row was not updated.
 _POSTING_PG = f"""
-    WITH {{extra}} moves AS (
+    WITH balance AS (
+        UPDATE balances
+        SET paid_micros = :paid, promotional_micros = :promotional,
+            reserved_micros = :reserved, overdraft_micros = :overdraft,
+            next_expiry_at_us = :next_expiry, version = :version, updated_at_us = :now
+        WHERE account_id = :account AND version = :old_version
+            AND (CAST(:expect_config AS bigint) IS NULL OR EXISTS (
+                SELECT 1 FROM accounts
+                WHERE id = :account AND config_version = CAST(:expect_config AS bigint)))
+        RETURNING 1
+    ), {{extra}} moves AS (
         SELECT m.lot_id, m.remaining_delta, m.held_delta
         FROM unnest(
             CAST(:lot_ids AS varchar[]),
@@ -500,18 +530,11 @@ _POSTING_PG = f"""
         UPDATE credit_lots
         SET remaining_micros = credit_lots.remaining_micros + moves.remaining_delta,
             held_micros = credit_lots.held_micros + moves.held_delta
-        FROM moves
+        FROM moves CROSS JOIN balance
         WHERE credit_lots.id = moves.lot_id
-    ), balance AS (
-        UPDATE balances
-        SET paid_micros = :paid, promotional_micros = :promotional,
-            reserved_micros = :reserved, overdraft_micros = :overdraft,
-            next_expiry_at_us = :next_expiry, version = :version, updated_at_us = :now
-        WHERE account_id = :account AND version = :old_version
-        RETURNING 1
     ), entry AS (
         INSERT INTO journal_entries ({_ENTRY_COLUMNS})
-        VALUES ({", ".join(":" + c.strip() for c in _ENTRY_COLUMNS.split(","))})
+        SELECT {", ".join(":" + c.strip() for c in _ENTRY_COLUMNS.split(","))} FROM balance
         RETURNING id
     ), moved AS (
         INSERT INTO journal_movements
@@ -520,11 +543,12 @@ _POSTING_PG = f"""
         FROM entry CROSS JOIN moves
     ), charged AS (
         INSERT INTO daily_charges (account_id, local_date, charged_micros)
-        SELECT :account, :local_date, CAST(:charge AS bigint) WHERE CAST(:charge AS bigint) > 0
+        SELECT :account, :local_date, CAST(:charge AS bigint) FROM balance
+        WHERE CAST(:charge AS bigint) > 0
         ON CONFLICT (account_id, local_date)
         DO UPDATE SET charged_micros = daily_charges.charged_micros + EXCLUDED.charged_micros
     )
-    SELECT entry.id, (SELECT count(*) FROM balance), pg_notify(:channel, :account) FROM entry
+    SELECT entry.id, pg_notify(:channel, :account) FROM entry
     """
 _POSTINGS_PG: dict[tuple[str, ...], Prepared] = {}
 _POSTINGS_PG_LOCK = threading.Lock()

@@ -497,22 +497,26 @@ def _rollup_parts_pg(source: str) -> str:
     return ", ".join(parts)
 
 
-def _record_ctes_pg(on_conflict: str = "") -> str:
+def _record_ctes_pg(on_conflict: str = "", in_posting: bool = False) -> str:
     """PostgreSQL: a record (binds named rec_<column>) and its three rollup upserts, as
-    CTEs; the rollups only add when the record was inserted."""
+    CTEs; the rollups only add when the record was inserted. `in_posting`: a part of the
+    posting's statement (store.apply_posting), written only once its balance row is
+    updated, so the row lock comes first (and nothing is written when it is not)."""
+    values = ", ".join(f":rec_{name}" for name in RECORD_NAMES)
+    rows = f"SELECT {values} FROM balance" if in_posting else f"VALUES ({values})"
     return (
-        "record AS (INSERT INTO usage_records ({names}) VALUES ({values}){on_conflict}"
+        "record AS (INSERT INTO usage_records ({names}) {rows}{on_conflict}"
         " RETURNING id), {rollups}".format(
             names=", ".join(RECORD_NAMES),
-            values=", ".join(f":rec_{name}" for name in RECORD_NAMES),
+            rows=rows,
             on_conflict=on_conflict,
             rollups=_rollup_parts_pg("FROM record"),
         )
     )
 
 
-_RECORD_CTES_PG = _record_ctes_pg()
-_insert_record_rolled_up_pg = Prepared(sa.text(f"WITH {_RECORD_CTES_PG} SELECT 1"))
+_RECORD_CTES_PG = _record_ctes_pg(in_posting=True)
+_insert_record_rolled_up_pg = Prepared(sa.text(f"WITH {_record_ctes_pg()} SELECT 1"))
 _insert_record_once_pg = Prepared(
     sa.text(
         "WITH {ctes} SELECT id FROM record".format(
