@@ -564,6 +564,9 @@ class LedgerService:
                     )
                 queued.after = _Known(replace(state), tuple(lots))
                 return queued.result_type(**json.loads(prior.result_json))
+            # The time, once the lock is held: after that of every command before it on the
+            # account. (Unlocked, a command that committed since `now` moved the version.)
+            now = self.clock.now()
         version_before = state.version
         book = Book.of(lots, Money(state.overdraft_micros))
         command = Command(
