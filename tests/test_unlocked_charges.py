@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import ADMIN_TOKEN
+from usagewatch.adapters.db.schema import usage_records
 from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
 from usagewatch.domain.clock import ManualClock
@@ -64,10 +66,11 @@ def test_a_charge_after_this_process_committed_skips_the_locking_read(
     funded(container)
     for sid in ("S1", "S2", "S3"):  # each from the state the command before it committed
         sms(container, sid)
+    whatsapp = container.usage.charge_whatsapp("acc", "WA1", "utility")
     # SQLite's locking read costs no round trip (the database is in the process): never
-    committed = 3 if is_pg(container) else 0
+    committed = 4 if is_pg(container) else 0
     assert container.ledger.unlocked_runs == {"committed": committed, "rolled_back": 0}
-    assert available(container) == 400_000
+    assert available(container) == 400_000 - whatsapp.price_micros
     assert verify(container.db) == []
 
 
@@ -139,6 +142,13 @@ def test_a_free_message_is_recorded_once_the_usual_way(container: Container) -> 
     sms(container, "S1")
     sms(container, "S2")  # no posting confirms the remembered state: it runs again locked
     assert sms(container, "S2") == 0
+    with container.db.read() as conn:
+        records = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(usage_records)
+            .where(usage_records.c.natural_id == "S2")
+        ).scalar_one()
+    assert records == 1
     assert available(container) == 1_000_000
     if is_pg(container):
         assert container.ledger.unlocked_runs["committed"] == 0
