@@ -16,8 +16,10 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from tests.conftest import ADMIN_TOKEN
+from usagewatch.adapters.db import prepared
 from usagewatch.adapters.db.schema import usage_records
 from usagewatch.bootstrap import Container, build
 from usagewatch.config import Settings
@@ -198,4 +200,50 @@ def test_threads_racing_from_one_remembered_state_charge_exactly_what_is_there(
         t.join(60)
     assert outcomes == {"ok": 4, "insufficient_balance": 8}
     assert available(container) == 0
+    assert verify(container.db) == []
+
+
+def test_an_unlocked_charge_alone_is_its_whole_transaction(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL its posting is held back until commit and then runs in autocommit:
+    one round trip, no BEGIN and COMMIT around it."""
+    funded(container)
+    sms(container, "S1")  # reads the rate card (a cache miss): a transaction as usual
+    seen: list[tuple[bool, str]] = []
+    run = prepared._execute
+
+    def spy(conn: Connection, sql: str, args: object, many: bool = False) -> object:
+        raw = conn.connection.dbapi_connection
+        autocommit = bool(getattr(raw, "autocommit", False)) and not container.db.is_sqlite
+        seen.append((autocommit, sql.split()[0]))
+        return run(conn, sql, args, many)
+
+    monkeypatch.setattr(prepared, "_execute", spy)
+    sms(container, "S2")
+    if is_pg(container):
+        assert seen == [(True, "WITH")]  # the posting, record and rollups: nothing else
+    else:
+        assert (True, "WITH") not in seen and seen  # the usual statements, in a transaction
+    assert available(container) == 600_000
+    assert verify(container.db) == []
+
+
+def test_a_failure_after_the_held_back_posting_leaves_nothing(container: Container) -> None:
+    funded(container)
+    sms(container, "S1")
+
+    def failing(_cmd: object) -> None:
+        raise RuntimeError("a trigger failed")
+
+    container.ledger.add_trigger(failing)
+    with pytest.raises(RuntimeError):
+        sms(container, "S2")  # unlocked, then the usual way: both roll back
+    container.ledger._triggers.remove(failing)
+    assert available(container) == 800_000
+    sms(container, "S3")  # nothing held back leaks into the pooled connection's next use
+    with container.db.read() as conn:
+        sids = conn.execute(sa.select(usage_records.c.natural_id)).scalars().all()
+    assert sorted(sids) == ["S1", "S3"]
+    assert available(container) == 600_000
     assert verify(container.db) == []

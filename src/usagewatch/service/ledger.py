@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.db import store
 from usagewatch.adapters.db.engine import Database, after_commit
+from usagewatch.adapters.db.prepared import flush_deferred
 from usagewatch.domain.clock import Clock, from_micros, local_date, to_micros
 from usagewatch.domain.errors import Conflict, Invalid, NotFound, UsageWatchError
 from usagewatch.domain.ledger import Book, EntryKind, Lot, LotKind, Posting
@@ -486,6 +487,7 @@ class LedgerService:
                 for queued in group:
                     queued.result = self._step(conn, queued, known)
                     known = queued.after
+                flush_deferred(conn)  # its failure is one of theirs, not the commit's
                 ran = True
         except Exception as exc:
             self._forget(group[0].account_id)

@@ -19,9 +19,16 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from usagewatch.adapters.db.prepared import DEFERRED, flush_deferred
+
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 log = logging.getLogger(__name__)
+
+
+def _flush_before(conn: Connection, *_: Any) -> None:
+    if DEFERRED in conn.info:
+        flush_deferred(conn)
 
 
 def normalize_url(url: str) -> str:
@@ -46,6 +53,9 @@ class Database:
             self.engine = sa.create_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
             )
+            # A statement held back (Prepared.first_deferred) goes before any other, also
+            # one run through SQLAlchemy.
+            event.listen(self.engine, "before_cursor_execute", _flush_before)
 
     @property
     def dialect(self) -> str:
@@ -65,10 +75,14 @@ class Database:
         try:
             with self.engine.connect() as conn:
                 conn.info["after_commit"] = callbacks
-                with conn.begin():
-                    if self.is_sqlite:
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    yield conn
+                try:
+                    with conn.begin():
+                        if self.is_sqlite:
+                            conn.exec_driver_sql("BEGIN IMMEDIATE")
+                        yield conn
+                        flush_deferred(conn, alone=True)
+                finally:  # rolled back: a statement held back is never sent
+                    conn.info.pop(DEFERRED, None)
         finally:
             if lock is not None:
                 lock.release()

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 CURSOR = "usagewatch.cursor"  # Connection.info key: (DBAPI connection, its reused cursor)
+DEFERRED = "usagewatch.deferred"  # Connection.info key: the statement `defer` holds back
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,48 @@ class Prepared:
         row = self.first(conn, params)
         return row[0] if row is not None else None
 
+    def first_deferred(
+        self,
+        conn: Connection,
+        params: Mapping[str, Any],
+        check: Callable[[Sequence[Any] | None], None],
+    ) -> None:
+        """PostgreSQL: run this statement as `first` does, and give `check` its first row --
+        but when it would be its transaction's first statement, hold it back: it runs just
+        before the transaction's next statement, or, if there is none, at commit on its own,
+        as the whole transaction (autocommit: one round trip instead of `BEGIN`, it and
+        `COMMIT`; `Database.write` calls `flush_deferred`). `check` may raise: the
+        transaction then fails as if the statement had. Only for a statement that writes
+        nothing when `check` refuses its row (it commits, alone)."""
+        raw = conn.connection.dbapi_connection
+        if DEFERRED in conn.info or raw is None or raw.info.transaction_status != IDLE:
+            flush_deferred(conn)
+            check(self.first(conn, params))
+            return
+        conn.info[DEFERRED] = (*self.bind(conn, params), check)
+
+
+IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+def flush_deferred(conn: Connection, alone: bool = False) -> None:
+    """Run the statement `first_deferred` held back, if any: `alone` (at commit), as the
+    whole transaction when it is still its only statement."""
+    held = conn.info.pop(DEFERRED, None)
+    if held is None:
+        return
+    sql, args, check = held
+    raw: Any = conn.connection.dbapi_connection
+    if alone and raw.info.transaction_status == IDLE:
+        raw.autocommit = True
+        try:
+            rows = _execute(conn, sql, args).fetchall()
+        finally:
+            raw.autocommit = False
+    else:
+        rows = _execute(conn, sql, args).fetchall()
+    check(rows[0] if rows else None)
+
 
 def _cursor(conn: Connection) -> tuple[Any, Any]:
     """The connection's DBAPI connection and its reused cursor."""
@@ -149,6 +192,8 @@ def _cursor(conn: Connection) -> tuple[Any, Any]:
 
 
 def _execute(conn: Connection, sql: str, args: Any, many: bool = False) -> Any:
+    if DEFERRED in conn.info:
+        flush_deferred(conn)
     raw, cursor = _cursor(conn)
     try:
         if many:

@@ -350,8 +350,9 @@ def apply_posting(
     `unlocked` (PostgreSQL only): `state` was not read under the account lock but is what
     this process last saw committed (`LedgerService.run_command(unlocked_ok=True)`); the
     balance row is updated only if its version and the account's config_version are still
-    those of `state` -- that update takes the lock -- else `StaleState` is raised and the
-    transaction must roll back (the statement's other parts ran)."""
+    those of `state` -- that update takes the lock -- else the statement writes nothing and
+    `StaleState` is raised. The statement is held back (`Prepared.first_deferred`): when
+    nothing else runs in the transaction, it runs at commit as the whole transaction."""
     paid_delta = promotional_delta = 0
     for m in posting.movements:
         if lot_kinds[m.lot_id] is LotKind.PAID:
@@ -407,23 +408,21 @@ def apply_posting(
         extra: dict[str, Any] = {}
         for write in also:
             extra.update(write.params)
-        row = _posting_pg(tuple(w.name for w in also), tuple(w.ctes for w in also)).first(
-            conn,
-            {
-                **extra,
-                **balance,
-                **entry,
-                "lot_ids": [m.lot_id for m in posting.movements],
-                "remaining_deltas": [m.remaining_delta.micros for m in posting.movements],
-                "held_deltas": [m.held_delta.micros for m in posting.movements],
-                "channel": BALANCE_CHANNEL,
-                "charge": charge,
-                "expect_config": state.config_version if unlocked else None,
-            },
-        )
-        if row is None:
-            if unlocked:
-                raise StaleState(state.account_id)
+        statement = _posting_pg(tuple(w.name for w in also), tuple(w.ctes for w in also))
+        params = {
+            **extra,
+            **balance,
+            **entry,
+            "lot_ids": [m.lot_id for m in posting.movements],
+            "remaining_deltas": [m.remaining_delta.micros for m in posting.movements],
+            "held_deltas": [m.held_delta.micros for m in posting.movements],
+            "channel": BALANCE_CHANNEL,
+            "charge": charge,
+            "expect_config": state.config_version if unlocked else None,
+        }
+        if unlocked:  # alone in its transaction, it is the transaction (one round trip)
+            statement.first_deferred(conn, params, lambda row: _check_unlocked(row, state))
+        elif statement.first(conn, params) is None:
             raise AssertionError("the balance row changed under our lock")
         return
     assert not unlocked, "only PostgreSQL commands run from a state read without the lock"
@@ -460,6 +459,11 @@ def apply_posting(
         _upsert_daily_charge_sqlite.run(
             conn, {"account": state.account_id, "date": meta.local_date, "micros": charge}
         )
+
+
+def _check_unlocked(row: Sequence[Any] | None, state: AccountState) -> None:
+    if row is None:  # the statement wrote nothing: every part of it reads `balance`
+        raise StaleState(state.account_id)
 
 
 _update_lot = Prepared(
