@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 CURSOR = "usagewatch.cursor"  # Connection.info key: (DBAPI connection, its reused cursor)
-DEFERRED = "usagewatch.deferred"  # Connection.info key: the statement `defer` holds back
+# Connection.info key: the statement `Prepared.first_deferred` holds back
+DEFERRED = "usagewatch.deferred"
 
 
 @dataclass(frozen=True, slots=True)
