@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from usagewatch import __version__
 from usagewatch.api import errors
+from usagewatch.api.lean import install_schemas
 from usagewatch.api.limits import BodyLimitMiddleware
 from usagewatch.api.metrics import Metrics, MetricsMiddleware
 from usagewatch.api.ratelimit import RateLimiter
@@ -107,6 +108,7 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(exotel.router)
     install_dashboard(app, c)  # the dashboard's pages (web/)
+    install_schemas(app)
     # The last added runs first: metrics see every response, 413s from the limit included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=c.settings.max_request_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

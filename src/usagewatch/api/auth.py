@@ -19,6 +19,7 @@ from usagewatch.service.accounts import basic_principal
 # What each kind of action allows. The operator (admin) may do everything.
 READ = frozenset({Role.OWNER, Role.VIEWER, Role.PLATFORM})
 MANAGE = frozenset({Role.OWNER})
+PLATFORM = frozenset({Role.PLATFORM})
 OPERATOR = frozenset[Role]()
 
 
@@ -100,6 +101,9 @@ def allow(roles: frozenset[Role]) -> Callable[..., Coroutine[Any, Any, Principal
         return principal
 
     return dependency
+
+
+platform_only = allow(PLATFORM)  # the platform's routes: charges, calls, batches
 
 
 async def admin_only(principal: Principal = Depends(current_principal)) -> Principal:

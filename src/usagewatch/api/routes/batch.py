@@ -7,13 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import Field
 
-from usagewatch.api.auth import allow, container
+from usagewatch.api.auth import container, platform_only
 from usagewatch.api.schemas import Strict, money
 from usagewatch.bootstrap import Container
-from usagewatch.domain.accounts import Principal, Role
+from usagewatch.domain.accounts import Principal
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["usage batch"])
-PLATFORM = frozenset({Role.PLATFORM})
 
 
 # -- batch -------------------------------------------------------------------------------------
@@ -35,7 +34,7 @@ class BatchIn(Strict):
 def ingest_batch(
     account_id: str,
     body: BatchIn,
-    _: Principal = Depends(allow(PLATFORM)),
+    _: Principal = Depends(platform_only),
     c: Container = Depends(container),
 ) -> dict[str, object]:
     results = c.batch.ingest(account_id, body.events)

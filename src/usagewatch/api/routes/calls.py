@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from usagewatch.api.auth import READ, allow, container
+from usagewatch.api.auth import READ, allow, container, container_of, platform_only
+from usagewatch.api.lean import Body, respond
 from usagewatch.api.pagination import (
     after_param,
     decode_int_cursor,
@@ -18,11 +19,10 @@ from usagewatch.api.pagination import (
 )
 from usagewatch.api.schemas import MoneyOut, Strict, instant, money
 from usagewatch.bootstrap import Container
-from usagewatch.domain.accounts import Principal, Role
+from usagewatch.domain.accounts import Principal
 from usagewatch.service.calls import CallResult, CallView
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["calls"])
-PLATFORM = frozenset({Role.PLATFORM})
 
 
 # -- calls -----------------------------------------------------------------------------------
@@ -40,6 +40,10 @@ class CallIn(Strict):
 class CallEndIn(Strict):
     status: str = Field(description="completed, failed, busy, no-answer or canceled")
     duration_seconds: int
+
+
+CALL_IN = Body(CallIn)
+CALL_END_IN = Body(CallEndIn)
 
 
 class CallAuthorizationOut(BaseModel):
@@ -106,15 +110,13 @@ def _authorization_out(result: CallResult) -> CallAuthorizationOut:
     "`weekly_cap_reached`, `monthly_cap_reached`, `campaign_budget_exhausted`, `campaign_paused`, "
     "`per_call_cap_reached`) when not one pulse is allowed; 422 `invalid_number` when "
     "`from` or `to` is not a number.",
+    openapi_extra=CALL_IN.openapi,
 )
-async def authorize_call(
-    account_id: str,
-    body: CallIn,
-    _: Principal = Depends(allow(PLATFORM)),
-    c: Container = Depends(container),
-) -> CallAuthorizationOut:
+async def authorize_call(account_id: str, request: Request) -> Response:
+    await platform_only(account_id, request)
+    body = await CALL_IN.read(request)
     result = await run_in_threadpool(
-        c.calls.authorize,
+        container_of(request).calls.authorize,
         account_id,
         body.call_sid,
         body.direction,
@@ -123,7 +125,7 @@ async def authorize_call(
         consumer=body.consumer,
         campaign_id=body.campaign_id,
     )
-    return _authorization_out(result)
+    return respond(_authorization_out(result), 201)
 
 
 @router.post(
@@ -138,7 +140,7 @@ async def authorize_call(
 async def extend_call(
     account_id: str,
     call_sid: str,
-    _: Principal = Depends(allow(PLATFORM)),
+    _: Principal = Depends(platform_only),
     c: Container = Depends(container),
 ) -> CallAuthorizationOut:
     return _authorization_out(await run_in_threadpool(c.calls.extend, account_id, call_sid))
@@ -153,24 +155,22 @@ async def extend_call(
     "(a late disconnect) is still charged in full: the excess comes from the free balance and "
     "any shortfall is an overrun (negative available balance, outbound stopped) that the next "
     "credit settles first. The same end again returns the first result.",
+    openapi_extra=CALL_END_IN.openapi,
 )
-async def end_call(
-    account_id: str,
-    call_sid: str,
-    body: CallEndIn,
-    _: Principal = Depends(allow(PLATFORM)),
-    c: Container = Depends(container),
-) -> CallEndOut:
+async def end_call(account_id: str, call_sid: str, request: Request) -> Response:
+    await platform_only(account_id, request)
+    body = await CALL_END_IN.read(request)
     result = await run_in_threadpool(
-        c.calls.end, account_id, call_sid, body.status, body.duration_seconds
+        container_of(request).calls.end, account_id, call_sid, body.status, body.duration_seconds
     )
-    return CallEndOut(
+    out = CallEndOut(
         call_sid=result.call_sid,
         status=result.status,
         duration_seconds=result.duration_seconds or 0,
         pulses=result.pulses,
         price=money(result.price_micros),
     )
+    return respond(out)
 
 
 def _call_out(view: CallView) -> CallOut:

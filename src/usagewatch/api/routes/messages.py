@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from usagewatch.api.auth import allow, container
+from usagewatch.api.auth import container, container_of, platform_only
+from usagewatch.api.lean import Body, respond
 from usagewatch.api.schemas import MoneyOut, Strict, money
 from usagewatch.bootstrap import Container
-from usagewatch.domain.accounts import Principal, Role
+from usagewatch.domain.accounts import Principal
 from usagewatch.service.usage import SmsResult
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["messages"])
 # The charging routes are `async def` and send only the service call to a worker thread: a
 # plain `def` route costs two thread hops (the call, then validating the response model).
-PLATFORM = frozenset({Role.PLATFORM})
+# They read their body and write their response themselves (api/lean.py).
 
 
 # -- SMS -------------------------------------------------------------------------------------
@@ -43,6 +44,9 @@ class SmsOut(BaseModel):
     status: str
 
 
+SMS_IN = Body(SmsIn)
+
+
 class SmsStatusIn(Strict):
     status: str
 
@@ -66,15 +70,13 @@ def _sms_out(result: SmsResult) -> SmsOut:
     "`insufficient_balance`, `daily_cap_reached`, `weekly_cap_reached`, `monthly_cap_reached`, "
     "`campaign_budget_exhausted`, `campaign_paused`. The sms_sid makes it idempotent. "
     "422 `invalid_number` when `to` or `from` is not a number (or `from` a sender ID).",
+    openapi_extra=SMS_IN.openapi,
 )
-async def charge_sms(
-    account_id: str,
-    body: SmsIn,
-    _: Principal = Depends(allow(PLATFORM)),
-    c: Container = Depends(container),
-) -> SmsOut:
+async def charge_sms(account_id: str, request: Request) -> Response:
+    await platform_only(account_id, request)
+    body = await SMS_IN.read(request)
     result = await run_in_threadpool(
-        c.usage.charge_sms,
+        container_of(request).usage.charge_sms,
         account_id,
         body.sms_sid,
         body.type,
@@ -85,7 +87,7 @@ async def charge_sms(
         consumer=body.consumer,
         campaign_id=body.campaign_id,
     )
-    return _sms_out(result)
+    return respond(_sms_out(result), 201)
 
 
 @router.post(
@@ -95,7 +97,7 @@ def sms_status(
     account_id: str,
     sms_sid: str,
     body: SmsStatusIn,
-    _: Principal = Depends(allow(PLATFORM)),
+    _: Principal = Depends(platform_only),
     c: Container = Depends(container),
 ) -> SmsOut:
     return _sms_out(c.usage.sms_status(account_id, sms_sid, body.status))
@@ -107,6 +109,9 @@ class ConversationIn(Strict):
     category: str = Field(description="marketing, utility, authentication or service")
     consumer: str | None = Field(None, max_length=128)
     campaign_id: str | None = Field(None, max_length=64)
+
+
+CONVERSATION_IN = Body(ConversationIn)
 
 
 class ConversationOut(BaseModel):
@@ -122,23 +127,22 @@ class ConversationOut(BaseModel):
     summary="Charge a WhatsApp conversation (platform)",
     description="Priced by category; 402 with the denying code when a limit does not allow "
     "it (as for SMS). The conversation_id makes it idempotent.",
+    openapi_extra=CONVERSATION_IN.openapi,
 )
-async def charge_conversation(
-    account_id: str,
-    body: ConversationIn,
-    _: Principal = Depends(allow(PLATFORM)),
-    c: Container = Depends(container),
-) -> ConversationOut:
+async def charge_conversation(account_id: str, request: Request) -> Response:
+    await platform_only(account_id, request)
+    body = await CONVERSATION_IN.read(request)
     result = await run_in_threadpool(
-        c.usage.charge_whatsapp,
+        container_of(request).usage.charge_whatsapp,
         account_id,
         body.conversation_id,
         body.category,
         consumer=body.consumer,
         campaign_id=body.campaign_id,
     )
-    return ConversationOut(
+    out = ConversationOut(
         conversation_id=result.conversation_id,
         category=result.category,
         price=money(result.price_micros),
     )
+    return respond(out, 201)

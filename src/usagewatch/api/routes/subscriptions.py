@@ -5,15 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from usagewatch.api.auth import MANAGE, READ, allow, container
+from usagewatch.api.auth import MANAGE, PLATFORM, READ, allow, container, platform_only
 from usagewatch.api.pagination import after_param, decode_cursor, fetch_size, limit_param, page
 from usagewatch.api.schemas import InstantIn, MoneyOut, Strict, instant, money
 from usagewatch.bootstrap import Container
-from usagewatch.domain.accounts import Principal, Role
+from usagewatch.domain.accounts import Principal
 from usagewatch.service.subscriptions import SubscriptionView
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["numbers and agent seats"])
-PLATFORM = frozenset({Role.PLATFORM})
 
 
 # -- numbers and agent seats -------------------------------------------------------------------
@@ -120,7 +119,7 @@ def record_session(
     account_id: str,
     agent_id: str,
     body: SessionIn,
-    _: Principal = Depends(allow(PLATFORM)),
+    _: Principal = Depends(platform_only),
     c: Container = Depends(container),
 ) -> dict[str, object]:
     seconds = c.subscriptions.record_session(account_id, agent_id, body.started_at, body.ended_at)
