@@ -107,19 +107,26 @@ def test_every_bad_body_gets_the_answer_of_a_declared_body(
     assert client.get("/v1/accounts/acme/calls", headers=ADMIN).json()["data"] == []
 
 
-def test_access_is_checked_before_the_body_is_read(
+def test_access_is_checked_where_every_other_route_checks_it(
     client: TestClient, platform: dict[str, str]
 ) -> None:
-    """A caller without the right key learns nothing from how its body would be judged."""
+    """As on a route with a declared body: a body that is not JSON at all is refused (400)
+    before the credentials are looked at; every other fault of the body only once the caller
+    may act on the account, so a caller without access learns nothing about its fields."""
     viewer = client.post("/v1/accounts/acme/api-keys", json={"role": "viewer"}, headers=ADMIN)
     as_viewer = {"Authorization": f"Bearer {viewer.json()['token']}"}
+    credits = client.post("/v1/accounts/acme/credits", content=b"{")  # a usual route
+    assert credits.status_code == 400
     for path, _model, _valid in ROUTES:
-        assert client.post(path, content=b"{").status_code == 401
-        assert client.post(path, content=b"{", headers=as_viewer).status_code == 403
-        other = path.replace("/acme/", "/nobody/")
-        missing = client.post(other, content=b"{", headers=platform)
-        assert missing.status_code == 404
-        assert missing.json()["error"]["code"] == "account_not_found"
+        not_json = client.post(path, content=b"{")
+        assert (not_json.status_code, not_json.json()) == (400, credits.json())
+        for body in (b"{}", b'{"unknown": 1}', b"", b"[]"):
+            assert client.post(path, content=body).status_code == 401
+            assert client.post(path, content=body, headers=as_viewer).status_code == 403
+            other = path.replace("/acme/", "/nobody/")
+            missing = client.post(other, content=body, headers=platform)
+            assert missing.status_code == 404
+            assert missing.json()["error"]["code"] == "account_not_found"
 
 
 def test_openapi_shows_the_bodies_as_a_declared_body_would(client: TestClient) -> None:

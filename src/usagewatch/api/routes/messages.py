@@ -73,8 +73,9 @@ def _sms_out(result: SmsResult) -> SmsOut:
     openapi_extra=SMS_IN.openapi,
 )
 async def charge_sms(account_id: str, request: Request) -> Response:
+    loaded = await SMS_IN.load(request)
     await platform_only(account_id, request)
-    body = await SMS_IN.read(request)
+    body = SMS_IN.validate(loaded)
     result = await run_in_threadpool(
         container_of(request).usage.charge_sms,
         account_id,
@@ -130,8 +131,9 @@ class ConversationOut(BaseModel):
     openapi_extra=CONVERSATION_IN.openapi,
 )
 async def charge_conversation(account_id: str, request: Request) -> Response:
+    loaded = await CONVERSATION_IN.load(request)
     await platform_only(account_id, request)
-    body = await CONVERSATION_IN.read(request)
+    body = CONVERSATION_IN.validate(loaded)
     result = await run_in_threadpool(
         container_of(request).usage.charge_whatsapp,
         account_id,
