@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from usagewatch.api.auth import READ, allow, container, container_of, platform_only
-from usagewatch.api.lean import Body, respond
+from usagewatch.api.lean import Body, in_thread, respond
 from usagewatch.api.pagination import (
     after_param,
     decode_int_cursor,
@@ -116,7 +116,7 @@ async def authorize_call(account_id: str, request: Request) -> Response:
     loaded = await CALL_IN.load(request)
     await platform_only(account_id, request)
     body = CALL_IN.validate(loaded)
-    result = await run_in_threadpool(
+    result = await in_thread(
         container_of(request).calls.authorize,
         account_id,
         body.call_sid,
@@ -162,7 +162,7 @@ async def end_call(account_id: str, call_sid: str, request: Request) -> Response
     loaded = await CALL_END_IN.load(request)
     await platform_only(account_id, request)
     body = CALL_END_IN.validate(loaded)
-    result = await run_in_threadpool(
+    result = await in_thread(
         container_of(request).calls.end, account_id, call_sid, body.status, body.duration_seconds
     )
     out = CallEndOut(

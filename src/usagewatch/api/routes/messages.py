@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from usagewatch.api.auth import container, container_of, platform_only
-from usagewatch.api.lean import Body, respond
+from usagewatch.api.lean import Body, in_thread, respond
 from usagewatch.api.schemas import MoneyOut, Strict, money
 from usagewatch.bootstrap import Container
 from usagewatch.domain.accounts import Principal
@@ -76,7 +75,7 @@ async def charge_sms(account_id: str, request: Request) -> Response:
     loaded = await SMS_IN.load(request)
     await platform_only(account_id, request)
     body = SMS_IN.validate(loaded)
-    result = await run_in_threadpool(
+    result = await in_thread(
         container_of(request).usage.charge_sms,
         account_id,
         body.sms_sid,
@@ -134,7 +133,7 @@ async def charge_conversation(account_id: str, request: Request) -> Response:
     loaded = await CONVERSATION_IN.load(request)
     await platform_only(account_id, request)
     body = CONVERSATION_IN.validate(loaded)
-    result = await run_in_threadpool(
+    result = await in_thread(
         container_of(request).usage.charge_whatsapp,
         account_id,
         body.conversation_id,
