@@ -16,7 +16,7 @@ import asyncio
 import email.message
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -52,6 +52,18 @@ class Body(Generic[M]):
         self.openapi: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}
         }
+
+    async def read(
+        self,
+        request: Request,
+        account_id: str,
+        allowed: Callable[[str, Request], Awaitable[object]],
+    ) -> M:
+        """The body of a route under /v1/accounts/{account_id} whose access check is
+        `allowed` (an `auth.allow(...)`), checked between the two steps."""
+        loaded = await self.load(request)
+        await allowed(account_id, request)
+        return self.validate(loaded)
 
     @staticmethod
     async def load(request: Request) -> Any:

@@ -113,9 +113,7 @@ def _authorization_out(result: CallResult) -> CallAuthorizationOut:
     openapi_extra=CALL_IN.openapi,
 )
 async def authorize_call(account_id: str, request: Request) -> Response:
-    loaded = await CALL_IN.load(request)
-    await platform_only(account_id, request)
-    body = CALL_IN.validate(loaded)
+    body = await CALL_IN.read(request, account_id, platform_only)
     result = await in_thread(
         container_of(request).calls.authorize,
         account_id,
@@ -159,9 +157,7 @@ async def extend_call(
     openapi_extra=CALL_END_IN.openapi,
 )
 async def end_call(account_id: str, call_sid: str, request: Request) -> Response:
-    loaded = await CALL_END_IN.load(request)
-    await platform_only(account_id, request)
-    body = CALL_END_IN.validate(loaded)
+    body = await CALL_END_IN.read(request, account_id, platform_only)
     result = await in_thread(
         container_of(request).calls.end, account_id, call_sid, body.status, body.duration_seconds
     )

@@ -72,9 +72,7 @@ def _sms_out(result: SmsResult) -> SmsOut:
     openapi_extra=SMS_IN.openapi,
 )
 async def charge_sms(account_id: str, request: Request) -> Response:
-    loaded = await SMS_IN.load(request)
-    await platform_only(account_id, request)
-    body = SMS_IN.validate(loaded)
+    body = await SMS_IN.read(request, account_id, platform_only)
     result = await in_thread(
         container_of(request).usage.charge_sms,
         account_id,
@@ -130,9 +128,7 @@ class ConversationOut(BaseModel):
     openapi_extra=CONVERSATION_IN.openapi,
 )
 async def charge_conversation(account_id: str, request: Request) -> Response:
-    loaded = await CONVERSATION_IN.load(request)
-    await platform_only(account_id, request)
-    body = CONVERSATION_IN.validate(loaded)
+    body = await CONVERSATION_IN.read(request, account_id, platform_only)
     result = await in_thread(
         container_of(request).usage.charge_whatsapp,
         account_id,
