@@ -65,7 +65,18 @@ def bad_bodies(valid: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
         {**valid, "units": float("nan")},
         {**valid, "duration_seconds": float("inf")},
     ]
-    raw = [b"", b"null", b"[]", b'"text"', b"1", b"{", b'{"a": 1,}', b"\xff\xfe\x00", b"{}{}"]
+    raw = [
+        b"",
+        b"null",
+        b"[]",
+        b'"text"',
+        b"1",
+        b"{",
+        b'{"a": 1,}',
+        b"\xff\xfe\x00",
+        b"{}{}",
+        b"[" * 100_000,
+    ]
     bodies = [(json.dumps(b).encode(), {}) for b in as_json] + [(b, {}) for b in raw]
     valid_bytes = json.dumps(valid).encode()
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/x"):

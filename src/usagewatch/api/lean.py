@@ -45,9 +45,9 @@ class Body(Generic[M]):
         schema = jsonable_encoder(
             model.model_json_schema(ref_template=REF_TEMPLATE), exclude_none=True
         )
-        for name, nested in schema.pop("$defs", {}).items():
-            _SCHEMAS[name] = nested
-        _SCHEMAS[model.__name__] = schema
+        for name, nested in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
+            # FastAPI would tell two models of one name apart; here one would hide the other
+            assert _SCHEMAS.setdefault(name, nested) == nested, f"two body models {name}"
         ref = {"$ref": REF_TEMPLATE.format(model=model.__name__)}
         self.openapi: dict[str, Any] = {
             "requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}
@@ -81,7 +81,7 @@ class Body(Generic[M]):
         except json.JSONDecodeError as exc:
             error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error"}
             raise RequestValidationError([error]) from None
-        except ValueError:  # not UTF-8
+        except Exception:  # not UTF-8, nested too deep (RecursionError): as FastAPI does
             raise HTTPException(400, "There was an error parsing the body") from None
 
     def validate(self, loaded: Any) -> M:
@@ -136,8 +136,9 @@ def install_schemas(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            spec = build()
-            spec.setdefault("components", {}).setdefault("schemas", {}).update(_SCHEMAS)
+            schemas = build().setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in _SCHEMAS.items():
+                assert schemas.setdefault(name, schema) == schema, f"two models {name}"
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
