@@ -122,11 +122,11 @@ async def in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     return await asyncio.get_running_loop().run_in_executor(_THREADS, call)
 
 
-def respond(value: BaseModel, status_code: int = 200) -> Response:
-    """`value` as the JSON response FastAPI would have written for it."""
-    return Response(
-        value.model_dump_json(by_alias=True), status_code, media_type="application/json"
-    )
+def respond(request: Request, value: BaseModel) -> Response:
+    """`value` as the JSON response FastAPI would have written for it, with the status the
+    route declares (the one its OpenAPI operation shows)."""
+    status = getattr(request.scope.get("route"), "status_code", None) or 200
+    return Response(value.model_dump_json(by_alias=True), status, media_type="application/json")
 
 
 def install_schemas(app: FastAPI) -> None:

@@ -124,7 +124,7 @@ async def authorize_call(account_id: str, request: Request) -> Response:
         consumer=body.consumer,
         campaign_id=body.campaign_id,
     )
-    return respond(_authorization_out(result), 201)
+    return respond(request, _authorization_out(result))
 
 
 @router.post(
@@ -168,7 +168,7 @@ async def end_call(account_id: str, call_sid: str, request: Request) -> Response
         pulses=result.pulses,
         price=money(result.price_micros),
     )
-    return respond(out)
+    return respond(request, out)
 
 
 def _call_out(view: CallView) -> CallOut:

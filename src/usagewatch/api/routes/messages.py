@@ -85,7 +85,7 @@ async def charge_sms(account_id: str, request: Request) -> Response:
         consumer=body.consumer,
         campaign_id=body.campaign_id,
     )
-    return respond(_sms_out(result), 201)
+    return respond(request, _sms_out(result))
 
 
 @router.post(
@@ -142,4 +142,4 @@ async def charge_conversation(account_id: str, request: Request) -> Response:
         category=result.category,
         price=money(result.price_micros),
     )
-    return respond(out, 201)
+    return respond(request, out)
