@@ -76,6 +76,8 @@ def create_app(c: Container, *, run_sweeper: bool = True) -> FastAPI:
                     await task
             if worker is not None:
                 await run_in_threadpool(worker.stop)
+            if c.db.loop_connections is not None:  # this loop's, for the charges run on it
+                await c.db.loop_connections.close_loop()
 
     app = FastAPI(
         title="usagewatch",

@@ -73,6 +73,11 @@ class _UnlockedRuns(Collector):
         for outcome, count in sorted(self.ledger.unlocked_runs.items()):
             family.add_metric([outcome], count)
         yield family
+        yield CounterMetricFamily(
+            "usagewatch_ledger_loop_charges",
+            "of those committed, the ones sent from the event loop, with no worker thread",
+            value=self.ledger.loop_commits,
+        )
 
 
 class MetricsMiddleware:

@@ -9,21 +9,24 @@ Each public method is one command and one transaction:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Connection
 
 from usagewatch.adapters.db import store
 from usagewatch.adapters.db.engine import Database, after_commit
-from usagewatch.adapters.db.prepared import flush_deferred
+from usagewatch.adapters.db.on_loop import LoopConnections
+from usagewatch.adapters.db.prepared import flush_deferred, take_deferred
 from usagewatch.domain.clock import Clock, from_micros, local_date, to_micros
 from usagewatch.domain.errors import Conflict, Invalid, NotFound, UsageWatchError
 from usagewatch.domain.ledger import Book, EntryKind, Lot, LotKind, Posting
@@ -36,6 +39,8 @@ GROUP_COMMANDS_MAX = 8  # commands of one account committed together (see _run)
 KNOWN_ACCOUNTS_MAX = 10_000  # committed account states this process remembers (see _step)
 
 R = TypeVar("R")
+
+log = logging.getLogger(__name__)
 
 
 class Refusal(Exception):
@@ -302,6 +307,19 @@ def _next_expiry(book: Book) -> int | None:
     return min(dates) if dates else None
 
 
+@dataclass(frozen=True)
+class Charge(Generic[R]):
+    """A charge without an idempotency key of its own (a usage record's natural id makes
+    it idempotent), as `run_command` takes it: run it with `run_charge` in a thread, or
+    with `run_charge_async` from the event loop."""
+
+    account_id: str
+    result_type: type[R]
+    body: Callable[[Command], R]
+    usage: tuple[str, str] | None = None
+    unlocked_ok: bool = False
+
+
 @dataclass(eq=False)
 class _Queued:
     """A command waiting in its account's queue, and its outcome once run."""
@@ -373,6 +391,7 @@ class LedgerService:
         # commands run from a remembered state: committed so, or rolled back (each is then
         # run again, the usual way or from the state its predecessor committed)
         self.unlocked_runs = {"committed": 0, "rolled_back": 0}
+        self.loop_commits = 0  # of the committed: on the event loop (run_charge_async)
 
     def add_trigger(self, trigger: Callable[[Command], None]) -> None:
         """Run `trigger` inside every command that moved money, after its body and before
@@ -418,6 +437,96 @@ class LedgerService:
             if refusal.then is not None:
                 self._run(account_id, None, None, type(None), refusal.then)
             raise refusal.error from None
+
+    def run_charge(self, charge: Charge[R]) -> R:
+        return self.run_command(
+            charge.account_id,
+            None,
+            None,
+            charge.result_type,
+            charge.body,
+            usage=charge.usage,
+            unlocked_ok=charge.unlocked_ok,
+        )
+
+    async def run_charge_async(
+        self, charge: Charge[R], offload: Callable[[Callable[[], R]], Awaitable[R]]
+    ) -> R:
+        """`run_charge` from the event loop. On PostgreSQL, a charge that may run from the
+        account's remembered state (`unlocked_ok`), when no other command of its account
+        runs or waits in this process, runs here: its body on the loop against a
+        connection that sends nothing (`Database.unsent`), then its one statement awaited
+        on the loop's own connection -- no worker thread on its way. Anything else goes
+        the usual way, in a worker thread (`offload`), which then decides: a body that
+        would read or write more than its posting (a cache miss, an alert's notice), a
+        stale state, a refusal, an error. Until the statement is sent nothing has
+        happened; once sent, it is the one statement whose checks (the balance version,
+        the natural id's unique index) make running the charge again harmless."""
+        run = functools.partial(self.run_charge, charge)
+        loops = self.db.loop_connections
+        if loops is None or not charge.unlocked_ok:
+            return await offload(run)
+        stripe = self._stripes[hash(charge.account_id) % ACCOUNT_LOCK_STRIPES]
+        with stripe.turn:  # never held across I/O or an await: a moment at most
+            mine = not stripe.busy and not stripe.queue
+            if mine:  # as `_run` takes it: this account's commands wait for this one
+                stripe.busy = True
+        if not mine:
+            return await offload(run)
+        queued = _Queued(
+            charge.account_id, None, None, charge.result_type, charge.body, charge.usage, True
+        )
+        try:
+            # read with the stripe held: what this process last committed on the account
+            known = self._known_of(charge.account_id)
+            sent = known is not None and await self._run_on_loop(queued, known, loops)
+        finally:
+            with stripe.turn:
+                stripe.busy = False
+                stripe.turn.notify_all()
+        if not sent:
+            return await offload(run)
+        if self._on_entry is not None:
+            for kind in queued.kinds:
+                self._on_entry(kind)
+        return queued.result  # type: ignore[no-any-return]
+
+    async def _run_on_loop(self, queued: _Queued, known: _Known, loops: LoopConnections) -> bool:
+        """`_run_alone` for `run_charge_async`: True when the charge committed, False when
+        it must run the usual way. Holds its stripe."""
+        conn = self.db.unsent()
+        try:
+            queued.result = self._step(conn, queued, known)
+        except Exception:  # WouldBlock, a refusal, ...: nothing was sent, the usual way decides
+            return False
+        held = take_deferred(conn)
+        if not queued.unlocked or held is None:
+            return False
+        taken = await loops.take()
+        if taken is None:  # this loop's connections are all in use
+            return False
+        sql, args, check = held
+        try:
+            check(await loops.first(taken, sql, args))
+        except Exception:
+            # refused (a stale state, a replay) or failed; whether a failed one took is
+            # unknown, and the usual way, from the locked state, finds out
+            self._forget(queued.account_id)
+            self._count_unlocked("rolled_back")
+            return False
+        except BaseException:  # cancelled while it ran: it may have taken
+            self._forget(queued.account_id)
+            raise
+        self._count_unlocked("committed")
+        with self._known_lock:
+            self.loop_commits += 1
+        self._remember(queued.after)
+        for callback in conn.info["after_commit"]:
+            try:
+                callback()
+            except Exception:
+                log.exception("a callback after commit failed")
+        return True
 
     def _run(
         self,

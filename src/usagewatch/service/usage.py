@@ -18,7 +18,7 @@ from usagewatch.domain.clock import Clock
 from usagewatch.domain.errors import Conflict, Invalid, NotFound
 from usagewatch.domain.money import Money
 from usagewatch.domain.numbers import check_number, check_sender
-from usagewatch.service.ledger import Command, LedgerService, fingerprint
+from usagewatch.service.ledger import Charge, Command, LedgerService, fingerprint
 from usagewatch.service.limits import LimitsService
 from usagewatch.service.rates import RateService
 
@@ -82,6 +82,34 @@ class UsageService:
         """Charge an outbound SMS: units from the body's GSM-7/UCS-2 segmentation, or as
         given; price = units x the account's price for the type. Refused (402) by the
         gate: the available balance, the daily and monthly caps, the campaign's budget."""
+        charge = self.sms_charge(
+            account_id,
+            sms_sid,
+            sms_type,
+            to=to,
+            from_=from_,
+            body=body,
+            units=units,
+            consumer=consumer,
+            campaign_id=campaign_id,
+        )
+        return self.ledger.run_charge(charge)
+
+    def sms_charge(
+        self,
+        account_id: str,
+        sms_sid: str,
+        sms_type: str,
+        *,
+        to: str,
+        from_: str | None = None,
+        body: str | None = None,
+        units: int | None = None,
+        consumer: str | None = None,
+        campaign_id: str | None = None,
+    ) -> Charge[SmsResult]:
+        """`charge_sms`'s input checked (422s here), as a charge for the ledger to run
+        (`LedgerService.run_charge` or, from the event loop, `run_charge_async`)."""
         check_natural_id(sms_sid, "sms_sid")
         kind = rating.parse_sms_type(sms_type)
         if (body is None) == (units is None):
@@ -122,15 +150,8 @@ class UsageService:
             )
             return _sms_result(record)
 
-        return self.ledger.run_command(
-            account_id,
-            None,
-            None,
-            SmsResult,
-            command,
-            usage=("sms", sms_sid),
-            unlocked_ok=campaign_id is None,  # a campaign's row changes without a version
-        )
+        # a campaign's row changes without a version: such a charge takes the locking read
+        return Charge(account_id, SmsResult, command, ("sms", sms_sid), campaign_id is None)
 
     # -- WhatsApp ------------------------------------------------------------------------
     def charge_whatsapp(
@@ -143,6 +164,21 @@ class UsageService:
         campaign_id: str | None = None,
     ) -> WhatsAppResult:
         """Charge a WhatsApp conversation at its category's price; 402 when short."""
+        charge = self.whatsapp_charge(
+            account_id, conversation_id, category, consumer=consumer, campaign_id=campaign_id
+        )
+        return self.ledger.run_charge(charge)
+
+    def whatsapp_charge(
+        self,
+        account_id: str,
+        conversation_id: str,
+        category: str,
+        *,
+        consumer: str | None = None,
+        campaign_id: str | None = None,
+    ) -> Charge[WhatsAppResult]:
+        """`charge_whatsapp`'s input checked, as a charge for the ledger to run."""
         check_natural_id(conversation_id, "conversation_id")
         kind = rating.parse_whatsapp_category(category)
         print_ = fingerprint(
@@ -166,15 +202,8 @@ class UsageService:
             )
             return WhatsAppResult(conversation_id, record.sub_type, record.price_micros)
 
-        return self.ledger.run_command(
-            account_id,
-            None,
-            None,
-            WhatsAppResult,
-            command,
-            usage=("whatsapp", conversation_id),
-            unlocked_ok=campaign_id is None,  # a campaign's row changes without a version
-        )
+        usage = ("whatsapp", conversation_id)
+        return Charge(account_id, WhatsAppResult, command, usage, campaign_id is None)
 
     def sms_status(self, account_id: str, sms_sid: str, status: str) -> SmsResult:
         """Record a delivery report; the rollup's delivered count follows (for the delivery

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from usagewatch.adapters.db.prepared import DEFERRED, flush_deferred
+from usagewatch.adapters.db.on_loop import LoopConnections
+from usagewatch.adapters.db.prepared import DEFERRED, Unsent, flush_deferred
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
@@ -47,6 +48,8 @@ class Database:
         self.url = normalize_url(url)
         self._write_lock = threading.RLock()
         self._local = threading.local()
+        # PostgreSQL: connections for statements awaited on an event loop (`on_loop`)
+        self.loop_connections: LoopConnections | None = None
         if self.url.startswith("sqlite"):
             self.engine = _sqlite_engine(self.url)
         else:
@@ -56,6 +59,8 @@ class Database:
             # A statement held back (Prepared.first_deferred) goes before any other, also
             # one run through SQLAlchemy.
             event.listen(self.engine, "before_cursor_execute", _flush_before)
+            conninfo = self.engine.url.set(drivername="postgresql")
+            self.loop_connections = LoopConnections(conninfo.render_as_string(hide_password=False))
 
     @property
     def dialect(self) -> str:
@@ -92,6 +97,14 @@ class Database:
             except Exception:
                 log.exception("a callback after commit failed")
 
+    def unsent(self) -> Connection:
+        """A stand-in for a write transaction's connection that sends nothing
+        (`prepared.Unsent`): a command run against it on the event loop holds back its one
+        statement for the caller to send there (`take_deferred`, `loop_connections`);
+        anything else it tries raises `WouldBlock`. Its `after_commit` callbacks are the
+        caller's to run."""
+        return Unsent(self.engine)  # type: ignore[return-value]
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """One read-only transaction: a consistent snapshot, never blocks writers."""
@@ -101,6 +114,8 @@ class Database:
             yield conn
 
     def dispose(self) -> None:
+        if self.loop_connections is not None:
+            self.loop_connections.close()
         self.engine.dispose()
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 CURSOR = "usagewatch.cursor"  # Connection.info key: (DBAPI connection, its reused cursor)
 # Connection.info key: the statement `Prepared.first_deferred` holds back
 DEFERRED = "usagewatch.deferred"
+UNSENT = "usagewatch.unsent"  # Connection.info key: set on an `Unsent` stand-in
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,15 @@ class Prepared:
         as the whole transaction (autocommit: one round trip instead of `BEGIN`, it and
         `COMMIT`; `Database.write` calls `flush_deferred`). `check` may raise: the
         transaction then fails as if the statement had. Only for a statement that writes
-        nothing when `check` refuses its row (it commits, alone)."""
+        nothing when `check` refuses its row (it commits, alone).
+
+        On an `Unsent` stand-in it is only held back: `take_deferred` gives it to the caller
+        to send; a second statement raises `WouldBlock`."""
+        if UNSENT in conn.info:
+            if DEFERRED in conn.info:
+                raise WouldBlock("a second statement")
+            conn.info[DEFERRED] = (*self.bind(conn, params), check)
+            return
         raw = conn.connection.dbapi_connection
         if DEFERRED in conn.info or raw is None or raw.info.transaction_status != IDLE:
             flush_deferred(conn)
@@ -159,6 +168,35 @@ class Prepared:
 
 
 IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+class WouldBlock(Exception):
+    """Something tried to reach the database through an `Unsent` stand-in."""
+
+
+class Unsent:
+    """Stands in for a write transaction's connection where no I/O may happen (on an event
+    loop): it has its engine, dialect and `info`, so a command can price, decide and hold
+    back its posting statement (`Prepared.first_deferred`), and nothing else. Every other
+    use -- a statement, a read, a flush -- goes through an attribute it does not have and
+    raises `WouldBlock` before anything is sent: it cannot send anything at all."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.info: dict[str, Any] = {UNSENT: True, "after_commit": []}
+
+    def __getattr__(self, name: str) -> Any:
+        raise WouldBlock(f"{name}: this connection sends nothing")
+
+
+def take_deferred(
+    conn: Connection,
+) -> tuple[str, Any, Callable[[Sequence[Any] | None], None]] | None:
+    """The statement held back on `conn`, out of it: (SQL, driver arguments, check)."""
+    held: tuple[str, Any, Callable[[Sequence[Any] | None], None]] | None
+    held = conn.info.pop(DEFERRED, None)
+    return held
 
 
 def flush_deferred(conn: Connection, alone: bool = False) -> None:

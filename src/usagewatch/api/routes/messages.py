@@ -13,9 +13,11 @@ from usagewatch.domain.accounts import Principal
 from usagewatch.service.usage import SmsResult
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["messages"])
-# The charging routes are `async def` and send only the service call to a worker thread: a
-# plain `def` route costs two thread hops (the call, then validating the response model).
-# They read their body and write their response themselves (api/lean.py).
+# The charging routes are `async def`: they check the input on the event loop and hand the
+# charge to the ledger, which sends it from the loop when it can and otherwise runs it in a
+# worker thread (LedgerService.run_charge_async); a plain `def` route would cost two thread
+# hops more (the call, then validating the response model). They read their body and write
+# their response themselves (api/lean.py).
 
 
 # -- SMS -------------------------------------------------------------------------------------
@@ -73,8 +75,8 @@ def _sms_out(result: SmsResult) -> SmsOut:
 )
 async def charge_sms(account_id: str, request: Request) -> Response:
     body = await SMS_IN.read(request, account_id, platform_only)
-    result = await in_thread(
-        container_of(request).usage.charge_sms,
+    c = container_of(request)
+    charge = c.usage.sms_charge(
         account_id,
         body.sms_sid,
         body.type,
@@ -85,6 +87,7 @@ async def charge_sms(account_id: str, request: Request) -> Response:
         consumer=body.consumer,
         campaign_id=body.campaign_id,
     )
+    result = await c.ledger.run_charge_async(charge, in_thread)
     return respond(request, _sms_out(result))
 
 
@@ -129,14 +132,15 @@ class ConversationOut(BaseModel):
 )
 async def charge_conversation(account_id: str, request: Request) -> Response:
     body = await CONVERSATION_IN.read(request, account_id, platform_only)
-    result = await in_thread(
-        container_of(request).usage.charge_whatsapp,
+    c = container_of(request)
+    charge = c.usage.whatsapp_charge(
         account_id,
         body.conversation_id,
         body.category,
         consumer=body.consumer,
         campaign_id=body.campaign_id,
     )
+    result = await c.ledger.run_charge_async(charge, in_thread)
     out = ConversationOut(
         conversation_id=result.conversation_id,
         category=result.category,
