@@ -106,6 +106,26 @@ def test_a_charge_from_the_loop_sends_one_statement_and_takes_no_thread(
     assert verify(container.db) == []
 
 
+def test_charges_of_one_account_wait_on_the_loop_for_each_other(container: Container) -> None:
+    """Four at once on one account: each waits on the loop for the one before it, and none
+    takes a worker thread. (Enough money that none crosses zero: that one's notice is a
+    write, which takes the thread.)"""
+    funded(container, "10.00")
+    sms(container, "S1")
+    offload = Offload()
+
+    async def four() -> list[SmsResult]:
+        return list(await asyncio.gather(*(charge(container, f"L{n}", offload) for n in range(4))))
+
+    assert [r.price_micros for r in asyncio.run(four())] == [200_000] * 4
+    if is_pg(container):
+        assert offload.calls == 0 and container.ledger.loop_commits == 4
+    else:
+        assert offload.calls == 4
+    assert available(container) == 9_000_000
+    assert verify(container.db) == []
+
+
 def test_a_state_moved_by_another_process_falls_back_and_charges_once(
     container: Container, other: Container
 ) -> None:

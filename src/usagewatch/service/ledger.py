@@ -9,6 +9,7 @@ Each public method is one command and one transaction:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -360,6 +361,9 @@ class _Stripe:
         self.turn = threading.Condition(threading.Lock())
         self.queue: list[_Queued] = []
         self.busy = False
+        # while a charge on an event loop has the turn: that loop, and a future done when
+        # it gives the turn back (the loop's next charges wait for it there, not in threads)
+        self.on_loop: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
 
     def take(self, account_id: str) -> list[_Queued]:
         """The oldest queued commands of `account_id`, out of the queue (hold `turn`)."""
@@ -454,7 +458,8 @@ class LedgerService:
     ) -> R:
         """`run_charge` from the event loop. On PostgreSQL, a charge that may run from the
         account's remembered state (`unlocked_ok`), when no other command of its account
-        runs or waits in this process, runs here: its body on the loop against a
+        runs or waits in this process (or the one that runs is such a charge on this loop,
+        which it then waits for here), runs here: its body on the loop against a
         connection that sends nothing (`Database.unsent`), then its one statement awaited
         on the loop's own connection -- no worker thread on its way. Anything else goes
         the usual way, in a worker thread (`offload`), which then decides: a body that
@@ -467,12 +472,18 @@ class LedgerService:
         if loops is None or not charge.unlocked_ok:
             return await offload(run)
         stripe = self._stripes[hash(charge.account_id) % ACCOUNT_LOCK_STRIPES]
-        with stripe.turn:  # never held across I/O or an await: a moment at most
-            mine = not stripe.busy and not stripe.queue
-            if mine:  # as `_run` takes it: this account's commands wait for this one
-                stripe.busy = True
-        if not mine:
-            return await offload(run)
+        loop = asyncio.get_running_loop()
+        while True:
+            with stripe.turn:  # never held across I/O or an await: a moment at most
+                mine = not stripe.busy and not stripe.queue
+                if mine:  # as `_run` takes it: this account's commands wait for this one
+                    stripe.busy = True
+                    stripe.on_loop = (loop, loop.create_future())
+                    break
+                holder = stripe.on_loop
+            if holder is None or holder[0] is not loop:
+                return await offload(run)  # a thread has the turn: queue behind it there
+            await asyncio.shield(holder[1])  # another charge on this loop: then try again
         queued = _Queued(
             charge.account_id, None, None, charge.result_type, charge.body, charge.usage, True
         )
@@ -483,7 +494,11 @@ class LedgerService:
         finally:
             with stripe.turn:
                 stripe.busy = False
+                _, given_back = stripe.on_loop or (None, None)
+                stripe.on_loop = None
                 stripe.turn.notify_all()
+            if given_back is not None:
+                given_back.set_result(None)
         if not sent:
             return await offload(run)
         if self._on_entry is not None:
