@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Concatenate, ParamSpec, TypeVar
 
 from usagewatch.adapters.db import limits_store, usage_store
 from usagewatch.adapters.db.engine import Database
@@ -21,6 +22,9 @@ from usagewatch.domain.numbers import check_number, check_sender
 from usagewatch.service.ledger import Charge, Command, LedgerService, fingerprint
 from usagewatch.service.limits import LimitsService
 from usagewatch.service.rates import RateService
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 NATURAL_ID_LENGTH_MAX = 128
 SMS_STATUSES = frozenset(
@@ -42,6 +46,21 @@ class SmsResult:
     units: int
     price_micros: int
     status: str
+
+
+def run_now(
+    make: Callable[Concatenate[UsageService, P], Charge[R]], doc: str
+) -> Callable[Concatenate[UsageService, P], R]:
+    """A method that runs `make`'s charge in this thread (`LedgerService.run_charge`), with
+    `make`'s arguments: the in-process form of a charge the routes run from the loop."""
+
+    def run(self: UsageService, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.ledger.run_charge(make(self, *args, **kwargs))
+
+    run.__doc__ = doc
+    run.__name__ = "charge_" + make.__name__.removesuffix("_charge")
+    run.__qualname__ = make.__qualname__.replace(make.__name__, run.__name__)
+    return run
 
 
 def check_natural_id(value: str, field: str) -> str:
@@ -66,35 +85,6 @@ class UsageService:
         self.limits = limits
 
     # -- SMS -----------------------------------------------------------------------------
-    def charge_sms(
-        self,
-        account_id: str,
-        sms_sid: str,
-        sms_type: str,
-        *,
-        to: str,
-        from_: str | None = None,
-        body: str | None = None,
-        units: int | None = None,
-        consumer: str | None = None,
-        campaign_id: str | None = None,
-    ) -> SmsResult:
-        """Charge an outbound SMS: units from the body's GSM-7/UCS-2 segmentation, or as
-        given; price = units x the account's price for the type. Refused (402) by the
-        gate: the available balance, the daily and monthly caps, the campaign's budget."""
-        charge = self.sms_charge(
-            account_id,
-            sms_sid,
-            sms_type,
-            to=to,
-            from_=from_,
-            body=body,
-            units=units,
-            consumer=consumer,
-            campaign_id=campaign_id,
-        )
-        return self.ledger.run_charge(charge)
-
     def sms_charge(
         self,
         account_id: str,
@@ -108,8 +98,9 @@ class UsageService:
         consumer: str | None = None,
         campaign_id: str | None = None,
     ) -> Charge[SmsResult]:
-        """`charge_sms`'s input checked (422s here), as a charge for the ledger to run
-        (`LedgerService.run_charge` or, from the event loop, `run_charge_async`)."""
+        """An outbound SMS's input checked (422s here), as a charge for the ledger to run
+        (`charge_sms` runs it in this thread; the route, from the event loop, hands it to
+        `LedgerService.run_charge_async`)."""
         check_natural_id(sms_sid, "sms_sid")
         kind = rating.parse_sms_type(sms_type)
         if (body is None) == (units is None):
@@ -153,22 +144,14 @@ class UsageService:
         # a campaign's row changes without a version: such a charge takes the locking read
         return Charge(account_id, SmsResult, command, ("sms", sms_sid), campaign_id is None)
 
-    # -- WhatsApp ------------------------------------------------------------------------
-    def charge_whatsapp(
-        self,
-        account_id: str,
-        conversation_id: str,
-        category: str,
-        *,
-        consumer: str | None = None,
-        campaign_id: str | None = None,
-    ) -> WhatsAppResult:
-        """Charge a WhatsApp conversation at its category's price; 402 when short."""
-        charge = self.whatsapp_charge(
-            account_id, conversation_id, category, consumer=consumer, campaign_id=campaign_id
-        )
-        return self.ledger.run_charge(charge)
+    charge_sms = run_now(
+        sms_charge,
+        """Charge an outbound SMS: units from the body's GSM-7/UCS-2 segmentation, or as
+        given; price = units x the account's price for the type. Refused (402) by the
+        gate: the available balance, the daily and monthly caps, the campaign's budget.""",
+    )
 
+    # -- WhatsApp ------------------------------------------------------------------------
     def whatsapp_charge(
         self,
         account_id: str,
@@ -178,7 +161,7 @@ class UsageService:
         consumer: str | None = None,
         campaign_id: str | None = None,
     ) -> Charge[WhatsAppResult]:
-        """`charge_whatsapp`'s input checked, as a charge for the ledger to run."""
+        """A WhatsApp conversation's input checked, as a charge for the ledger to run."""
         check_natural_id(conversation_id, "conversation_id")
         kind = rating.parse_whatsapp_category(category)
         print_ = fingerprint(
@@ -204,6 +187,11 @@ class UsageService:
 
         usage = ("whatsapp", conversation_id)
         return Charge(account_id, WhatsAppResult, command, usage, campaign_id is None)
+
+    charge_whatsapp = run_now(
+        whatsapp_charge,
+        "Charge a WhatsApp conversation at its category's price; 402 when short.",
+    )
 
     def sms_status(self, account_id: str, sms_sid: str, status: str) -> SmsResult:
         """Record a delivery report; the rollup's delivered count follows (for the delivery

@@ -68,13 +68,11 @@ class LoopConnections:
         return rows[0] if rows else None
 
     def give_back(self, taken: _Taken) -> None:
-        pool = self._pool()
         if self._closed or taken.conn.closed:
-            pool.open -= 1
-            self._forget(taken.conn)
+            self._drop(taken)
             taken.conn.pgconn.finish()
         else:
-            pool.idle.append(taken)
+            self._pool().idle.append(taken)
 
     async def close_loop(self) -> None:
         """Close the running loop's idle connections (its app is shutting down)."""
@@ -100,13 +98,14 @@ class LoopConnections:
             return pool
 
     async def _discard(self, taken: _Taken) -> None:
-        self._pool().open -= 1
-        self._forget(taken.conn)
+        self._drop(taken)
         await taken.conn.close()
 
-    def _forget(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def _drop(self, taken: _Taken) -> None:
+        """Count `taken` out of its loop's pool and of the set `close` closes."""
+        self._pool().open -= 1
         with self._lock:
-            self._open.discard(conn)
+            self._open.discard(taken.conn)
 
 
 class _Taken:
