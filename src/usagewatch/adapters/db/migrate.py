@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -22,22 +24,47 @@ def _config() -> Config:
 
 def upgrade(db: Database) -> None:
     """Bring the database to the newest schema (idempotent)."""
-    config = _config()
-    with db.engine.begin() as conn:
-        if db.is_sqlite:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:  # several processes starting at once: one migrates, the others wait
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
-        config.attributes["connection"] = conn
+    with _migrating(db) as config:
         command.upgrade(config, "head")
 
 
 def downgrade(db: Database, revision: str) -> None:
     """Take the database back to `revision` (for tests of data migrations)."""
-    config = _config()
-    with db.engine.begin() as conn:
-        config.attributes["connection"] = conn
+    with _migrating(db) as config:
         command.downgrade(config, revision)
+
+
+@contextmanager
+def _migrating(db: Database) -> Iterator[Config]:
+    """One transaction for the migrations, holding the lock that keeps other processes out.
+
+    SQLite cannot alter a foreign key or a constraint in place: a migration copies the table
+    (Alembic's batch mode), and with foreign keys on, dropping a table that other tables
+    refer to fails. So, as SQLite's documentation prescribes for such changes, foreign keys
+    are off while the migrations run (the pragma is a no-op inside a transaction, so it is
+    set before it), every reference is checked with `PRAGMA foreign_key_check` before
+    committing (a violation rolls it all back), and they are on again after."""
+    config = _config()
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                if db.is_sqlite:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:  # several processes starting at once: one migrates, the others wait
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
+                config.attributes["connection"] = conn
+                yield config
+                if db.is_sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"a migration broke references: {broken[:5]}")
+        finally:
+            if db.is_sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 def head_revision() -> str | None:

@@ -116,6 +116,9 @@ credit_lots = sa.Table(
     ),
     sa.UniqueConstraint("account_id", "created_seq"),
 )
+# Account-scoped keys: what refers to a lot, a hold or an entry names its account too, so the
+# database refuses a reference to another account's (migration 0011).
+sa.Index("uq_credit_lots_account_id_id", credit_lots.c.account_id, credit_lots.c.id, unique=True)
 sa.Index("ix_credit_lots_account_open", credit_lots.c.account_id, credit_lots.c.remaining_micros)
 sa.Index("ix_credit_lots_expiry", credit_lots.c.expires_at_us)
 
@@ -144,6 +147,7 @@ holds = sa.Table(
     ),
     sa.UniqueConstraint("account_id", "reference"),
 )
+sa.Index("uq_holds_account_id_id", holds.c.account_id, holds.c.id, unique=True)
 sa.Index("ix_holds_due", holds.c.status, holds.c.expires_at_us)
 sa.Index("ix_holds_account_status", holds.c.account_id, holds.c.status)
 
@@ -158,8 +162,8 @@ journal_entries = sa.Table(
     sa.Column("reserved_delta_micros", sa.BigInteger, nullable=False),
     sa.Column("overdraft_delta_micros", sa.BigInteger, nullable=False),
     sa.Column("available_after_micros", sa.BigInteger, nullable=False),
-    sa.Column("hold_id", sa.String(40), sa.ForeignKey("holds.id"), nullable=True),
-    sa.Column("lot_id", sa.String(40), sa.ForeignKey("credit_lots.id"), nullable=True),
+    sa.Column("hold_id", sa.String(40), nullable=True),
+    sa.Column("lot_id", sa.String(40), nullable=True),
     sa.Column("reference", sa.String(128), nullable=True),
     sa.Column("description", sa.String(500), nullable=True),
     sa.Column("idempotency_key", sa.String(300), nullable=False),
@@ -179,8 +183,17 @@ journal_entries = sa.Table(
     ),
     sa.UniqueConstraint("account_id", "idempotency_key"),
     sa.UniqueConstraint("account_id", "version"),
+    # the hold and the lot an entry names are its own account's
+    sa.ForeignKeyConstraint(["account_id", "hold_id"], ["holds.account_id", "holds.id"]),
+    sa.ForeignKeyConstraint(["account_id", "lot_id"], ["credit_lots.account_id", "credit_lots.id"]),
 )
-sa.Index("ix_journal_entries_account", journal_entries.c.account_id, journal_entries.c.id)
+# an account's entries in order (the journal's pages), and the key movements refer to
+sa.Index(
+    "uq_journal_entries_account_id_id",
+    journal_entries.c.account_id,
+    journal_entries.c.id,
+    unique=True,
+)
 sa.Index("ix_journal_entries_hold", journal_entries.c.hold_id)
 # A hold closes once: one capture, release or expiry; and at most one late capture (after
 # its expiry).
@@ -203,13 +216,19 @@ sa.Index(
 journal_movements = sa.Table(
     "journal_movements",
     metadata,
-    sa.Column("entry_id", BigId, sa.ForeignKey("journal_entries.id"), primary_key=True),
-    sa.Column("lot_id", sa.String(40), sa.ForeignKey("credit_lots.id"), primary_key=True),
+    sa.Column("entry_id", BigId, primary_key=True),
+    sa.Column("lot_id", sa.String(40), primary_key=True),
     sa.Column("remaining_delta_micros", sa.BigInteger, nullable=False),
     sa.Column("held_delta_micros", sa.BigInteger, nullable=False),
+    sa.Column("account_id", sa.String(64), nullable=False),  # the entry's (migration 0011)
     sa.CheckConstraint(
         "remaining_delta_micros <> 0 OR held_delta_micros <> 0", name="moves_something"
     ),
+    # a movement moves money on a lot of its entry's account
+    sa.ForeignKeyConstraint(
+        ["account_id", "entry_id"], ["journal_entries.account_id", "journal_entries.id"]
+    ),
+    sa.ForeignKeyConstraint(["account_id", "lot_id"], ["credit_lots.account_id", "credit_lots.id"]),
 )
 sa.Index("ix_journal_movements_lot", journal_movements.c.lot_id)
 
@@ -651,7 +670,7 @@ payments = sa.Table(
     sa.Column("request_fingerprint", sa.String(64), nullable=True),
     sa.Column("gateway_key", sa.String(80), nullable=False),
     sa.Column("gateway_reference", sa.String(255), nullable=True),
-    sa.Column("credit_lot_id", sa.String(40), sa.ForeignKey("credit_lots.id"), nullable=True),
+    sa.Column("credit_lot_id", sa.String(40), nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("local_date", sa.String(10), nullable=False),  # account-local day it started
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
@@ -674,6 +693,9 @@ payments = sa.Table(
     sa.UniqueConstraint("account_id", "request_key"),
     sa.UniqueConstraint("gateway_key"),
     sa.UniqueConstraint("credit_lot_id"),  # a credit is bought by one payment
+    sa.ForeignKeyConstraint(
+        ["account_id", "credit_lot_id"], ["credit_lots.account_id", "credit_lots.id"]
+    ),  # of the payment's account
 )
 sa.Index("ix_payments_account", payments.c.account_id, payments.c.id)
 sa.Index("ix_payments_due", payments.c.next_attempt_at_us)

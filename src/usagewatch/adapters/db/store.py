@@ -451,6 +451,7 @@ def apply_posting(
                     "lot_id": m.lot_id,
                     "remaining_delta_micros": m.remaining_delta.micros,
                     "held_delta_micros": m.held_delta.micros,
+                    "account_id": state.account_id,
                 }
                 for m in posting.movements
             ],
@@ -496,7 +497,7 @@ _ENTRY_NAMES = [c.name for c in journal_entries.c if c.name != "id"]
 _insert_entry = Prepared(journal_entries.insert().returning(journal_entries.c.id), _ENTRY_NAMES)
 _insert_movements = Prepared(
     journal_movements.insert(),
-    ["entry_id", "lot_id", "remaining_delta_micros", "held_delta_micros"],
+    ["entry_id", "lot_id", "remaining_delta_micros", "held_delta_micros", "account_id"],
 )
 
 _ENTRY_COLUMNS = (
@@ -542,8 +543,8 @@ _POSTING_PG = f"""
         RETURNING id
     ), moved AS (
         INSERT INTO journal_movements
-            (entry_id, lot_id, remaining_delta_micros, held_delta_micros)
-        SELECT entry.id, moves.lot_id, moves.remaining_delta, moves.held_delta
+            (entry_id, lot_id, remaining_delta_micros, held_delta_micros, account_id)
+        SELECT entry.id, moves.lot_id, moves.remaining_delta, moves.held_delta, :account
         FROM entry CROSS JOIN moves
     ), charged AS (
         INSERT INTO daily_charges (account_id, local_date, charged_micros)
