@@ -6,6 +6,7 @@ another account's lot. The migration keeps the books of a database in use, and r
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -126,6 +127,10 @@ def test_migration_0011_keeps_the_books(container: Container, books: Books) -> N
     migrate.upgrade(container.db)
     assert migrate.is_current(container.db)
     assert verify(container.db) == []
+    if container.db.is_sqlite:  # foreign keys are on again on every pooled connection
+        with ExitStack() as stack:
+            conns = [stack.enter_context(container.db.engine.connect()) for _ in range(16)]
+            assert {c.exec_driver_sql("PRAGMA foreign_keys").scalar() for c in conns} == {1}
     assert (container.queries.balance("acme"), container.queries.balance("globex")) == before
     test_a_movement_stays_within_its_entrys_account(books)
     container.ledger.debit("globex", "use-after", Money.parse("1.00"))  # the ledger still posts
